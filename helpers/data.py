@@ -1,0 +1,193 @@
+"""CIFAR-10 from a data root folder into memory, and augmented batches made on the training device.
+
+The whole data set is 180 MB of uint8, so it lives in memory (on the GPU when training there) and every
+batch is cut, flipped and translated as one tensor: no per-image PIL work, no DataLoader workers.
+"""
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_SHAPE = (3, 32, 32)
+RECORD_BYTES = 1 + 3 * 32 * 32  # binary layout: one label byte, then the R, G and B planes
+IMAGES_PER_FILE = 10_000
+
+# The official binary files (cifar-10-binary.tar.gz) and their published MD5s.
+BINARY_FOLDER = "cifar-10-batches-bin"
+BINARY_MD5 = {
+    "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
+    "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
+    "data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421",
+    "data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
+    "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d",
+    "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
+}
+# torchvision's python layout (what `torchvision.datasets.CIFAR10(download=True)` leaves behind).
+PYTHON_FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = {BINARY_FOLDER: [f"data_batch_{i}.bin" for i in range(1, 6)],
+               PYTHON_FOLDER: [f"data_batch_{i}" for i in range(1, 6)]}
+TEST_FILES = {BINARY_FOLDER: ["test_batch.bin"], PYTHON_FOLDER: ["test_batch"]}
+
+
+class DatasetError(RuntimeError):
+    """CIFAR-10 is missing, truncated or corrupted; the message says where we looked and what we expected."""
+
+
+@dataclass(frozen=True)
+class CIFAR10:
+    """The data set as tensors: images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: tuple = CLASSES
+
+    def to(self, device) -> "CIFAR10":
+        """A copy with every tensor on `device`, so batches are cut where the model runs."""
+        return replace(self, **{k: getattr(self, k).to(device) for k in
+                                ("train_images", "train_labels", "test_images", "test_labels")})
+
+    def subset(self, n_train: int, n_test: int) -> "CIFAR10":
+        """The first n images of each split (CIFAR-10 files are already shuffled): CI's quick mode."""
+        return replace(self, train_images=self.train_images[:n_train], train_labels=self.train_labels[:n_train],
+                       test_images=self.test_images[:n_test], test_labels=self.test_labels[:n_test])
+
+
+def default_data_root() -> Path:
+    """$CIFAR10_ROOT when set (CI points it at the shared copy), else ./data as in the PyTorch tutorial."""
+    return Path(os.environ.get("CIFAR10_ROOT", "data"))
+
+
+def load_cifar10(root=None, download: bool = True, strict: bool = True) -> CIFAR10:
+    """Read CIFAR-10 from `root`, in the binary or the python layout, downloading it only when neither is there.
+
+    `strict` checks every file against the official size and MD5; tests turn it off for small made-up files.
+    """
+    root = Path(root) if root is not None else default_data_root()
+    folder = find_layout(root)
+    if folder is None:
+        if not download:
+            raise DatasetError(_not_found_message(root))
+        download_cifar10(root)
+        folder = root / PYTHON_FOLDER
+    read = _read_binary if folder.name == BINARY_FOLDER else _read_python
+    train = [read(_checked(folder / name, strict)) for name in TRAIN_FILES[folder.name]]
+    test_images, test_labels = read(_checked(folder / TEST_FILES[folder.name][0], strict))
+    return CIFAR10(torch.cat([images for images, _ in train]), torch.cat([labels for _, labels in train]),
+                   test_images, test_labels)
+
+
+def find_layout(root: Path):
+    """The folder holding a known layout: `root/<layout>`, or `root` itself when it is that folder."""
+    for name in (BINARY_FOLDER, PYTHON_FOLDER):
+        for folder in (root / name, root):
+            if folder.name == name and folder.is_dir():
+                return folder
+    return None
+
+
+def download_cifar10(root: Path) -> None:
+    """Fetch and unpack torchvision's python-layout archive into `root` (MD5-checked by torchvision)."""
+    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    try:
+        download_and_extract_archive(TorchvisionCIFAR10.url, str(root), filename=TorchvisionCIFAR10.filename,
+                                     md5=TorchvisionCIFAR10.tgz_md5)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises RuntimeError on MD5
+        raise DatasetError(f"{_not_found_message(root)}\nThe download failed too: {error}") from error
+
+
+def _not_found_message(root: Path) -> str:
+    return (f"CIFAR-10 not found in {root.resolve()}. Expected either {BINARY_FOLDER}/ with "
+            f"{', '.join(BINARY_MD5)} (the official binary version) or {PYTHON_FOLDER}/ with "
+            f"{', '.join(TRAIN_FILES[PYTHON_FOLDER] + TEST_FILES[PYTHON_FOLDER])} (torchvision's layout). "
+            f"Point the data root at the folder that holds one of them (argument or $CIFAR10_ROOT).")
+
+
+def _official_md5(path: Path):
+    if path.parent.name == BINARY_FOLDER:
+        return BINARY_MD5[path.name]
+    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+    return dict(TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list)[path.name]
+
+
+def _checked(path: Path, strict: bool) -> Path:
+    """Fail with the file's name on a missing, truncated or (strict) altered file, before anything parses it."""
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing. {_not_found_message(path.parent.parent)}")
+    size = path.stat().st_size
+    if path.parent.name == BINARY_FOLDER:
+        expected = IMAGES_PER_FILE * RECORD_BYTES
+        if (strict and size != expected) or size == 0 or size % RECORD_BYTES:
+            raise DatasetError(f"{path} has {size:,} bytes; a CIFAR-10 binary batch has {expected:,} "
+                               f"({RECORD_BYTES:,}-byte records). The file is truncated or not CIFAR-10.")
+    if strict:
+        digest = hashlib.md5(path.read_bytes()).hexdigest()
+        if digest != _official_md5(path):
+            raise DatasetError(f"{path} has MD5 {digest}, not the official {_official_md5(path)}: the file is "
+                               f"corrupted or truncated. Delete it and download CIFAR-10 again.")
+    return path
+
+
+def _read_binary(path: Path):
+    records = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8).view(-1, RECORD_BYTES)
+    return records[:, 1:].reshape(-1, *IMAGE_SHAPE).clone(), records[:, 0].long()
+
+
+def _read_python(path: Path):
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        images = torch.as_tensor(batch[b"data"], dtype=torch.uint8).reshape(-1, *IMAGE_SHAPE)
+        labels = torch.as_tensor(batch[b"labels"], dtype=torch.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, ValueError, TypeError) as error:
+        raise DatasetError(f"{path} is not a readable CIFAR-10 python batch ({error!r}): truncated or "
+                           f"corrupted. Delete it and download CIFAR-10 again.") from error
+    return images, labels
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, translate: int, flip: bool) -> torch.Tensor:
+    """Random translation by up to `translate` pixels (reflect padding) and random horizontal flips, in batch.
+
+    Works on uint8 or float images on any device; the random draws come from a CPU generator so a run is
+    reproducible whatever the device.
+    """
+    n, _, h, w = images.shape
+    if translate:
+        padded = F.pad(images, (translate,) * 4, mode="reflect")
+        shifts = torch.randint(0, 2 * translate + 1, (2, n), generator=generator).to(images.device)
+        rows = (shifts[0, :, None] + torch.arange(h, device=images.device))[:, None, :, None]
+        cols = (shifts[1, :, None] + torch.arange(w, device=images.device))[:, None, None, :]
+        channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+        images = padded[torch.arange(n, device=images.device)[:, None, None, None], channels, rows, cols]
+    if flip:
+        flipped = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+        images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
+    return images
+
+
+def to_float(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """uint8 [0, 255] -> float [0, 1], the models' input; channels_last suits oneDNN and tensor cores."""
+    x = images.float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def train_batches(images, labels, batch_size: int, generator: torch.Generator, translate: int = 2,
+                  flip: bool = True, channels_last: bool = False):
+    """One epoch of shuffled, augmented (x in [0, 1], y) batches; the last partial batch is dropped."""
+    order = torch.randperm(len(images), generator=generator).to(images.device)
+    for start in range(0, len(images) - batch_size + 1, batch_size):
+        index = order[start:start + batch_size]
+        yield to_float(augment(images[index], generator, translate, flip), channels_last), labels[index]
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """How many batches `train_batches` yields: the schedule needs it up front."""
+    return n_images // batch_size

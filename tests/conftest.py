@@ -1,0 +1,62 @@
+"""Shared fixtures: small made-up CIFAR-10 folders in both layouts, the real data when present, quick mode.
+
+Setting S7_QUICK here makes `pytest --nbval-lax` run the notebook in quick mode: the kernel nbval starts
+inherits this environment.
+"""
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("S7_QUICK", "1")
+
+from helpers.data import BINARY_FOLDER, PYTHON_FOLDER, TEST_FILES, TRAIN_FILES  # noqa: E402
+
+
+def made_up_images(n: int, seed: int):
+    """n random uint8 images (N, 3, 32, 32) and labels 0-9, reproducible from the seed."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def write_binary_layout(root: Path, per_file: int) -> dict:
+    """Write cifar-10-batches-bin/ with `per_file` records per file; return the arrays written, per file."""
+    folder = root / BINARY_FOLDER
+    folder.mkdir(parents=True)
+    written = {}
+    for i, name in enumerate(TRAIN_FILES[BINARY_FOLDER] + TEST_FILES[BINARY_FOLDER]):
+        images, labels = made_up_images(per_file, seed=i)
+        records = np.concatenate([labels[:, None].astype(np.uint8), images.reshape(per_file, -1)], axis=1)
+        (folder / name).write_bytes(records.tobytes())
+        written[name] = (images, labels)
+    return written
+
+
+def write_python_layout(root: Path, per_file: int) -> dict:
+    """Write cifar-10-batches-py/ as torchvision's pickles; return the arrays written, per file."""
+    folder = root / PYTHON_FOLDER
+    folder.mkdir(parents=True)
+    written = {}
+    for i, name in enumerate(TRAIN_FILES[PYTHON_FOLDER] + TEST_FILES[PYTHON_FOLDER]):
+        images, labels = made_up_images(per_file, seed=10 + i)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": images.reshape(per_file, -1), b"labels": labels.tolist()}, f)
+        written[name] = (images, labels)
+    return written
+
+
+@pytest.fixture(scope="session")
+def real_data_root():
+    """The real CIFAR-10 ($CIFAR10_ROOT, else ../shared/data beside the checkout); skip when absent."""
+    root = Path(os.environ.get("CIFAR10_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not (root / BINARY_FOLDER).is_dir() and not (root / PYTHON_FOLDER).is_dir():
+        pytest.skip(f"real CIFAR-10 not found under {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_data(real_data_root):
+    from helpers.data import load_cifar10
+    return load_cifar10(real_data_root, download=False)

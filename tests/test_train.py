@@ -1,0 +1,118 @@
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from helpers.models import S7Net
+from helpers.train import (Recipe, evaluate, load_model, main, predict, quick, save_checkpoint, seed_everything,
+                           train, triangular_lr)
+
+TINY = (8, 16, 32, 48)  # S7Net widths small enough for a few CPU steps in a test
+
+
+def test_triangular_schedule_rises_to_the_peak_then_falls_to_zero():
+    recipe = Recipe(lr=0.4, warmup=0.25)
+    lrs = [triangular_lr(step, 100, recipe) for step in range(100)]
+    assert lrs[0] == pytest.approx(0.4 / 25)
+    assert max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 24
+    assert all(a < b for a, b in zip(lrs[:25], lrs[1:25]))
+    assert all(a > b for a, b in zip(lrs[25:], lrs[26:]))
+    assert lrs[-1] == pytest.approx(0.4 / 75)
+
+
+@pytest.fixture(scope="module")
+def small_real(real_data):
+    return real_data.subset(1024, 500)
+
+
+def _train(data, seed=0, **overrides):
+    generator = seed_everything(seed)
+    model = S7Net(TINY)
+    recipe = replace(Recipe(), **{"batch_size": 64, "epochs": 3, **overrides})
+    history = train(model, data, recipe, generator, torch.device("cpu"), progress=False)
+    return model, history
+
+
+def test_training_lowers_the_loss_and_records_the_history(small_real):
+    model, history = _train(small_real)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["loss"] < history[0]["loss"] - 0.1
+    assert history[-1]["train_acc"] > history[0]["train_acc"]
+    assert all(h["seconds"] > 0 and 0 <= h["test_acc"] <= 100 for h in history)
+    assert history[-1]["test_acc"] > 25  # well above chance (10%) after 48 steps
+
+
+def test_training_is_reproducible_on_the_cpu(small_real):
+    data = small_real.subset(256, 100)
+    first, _ = _train(data, seed=3, epochs=1)
+    second, _ = _train(data, seed=3, epochs=1)
+    other, _ = _train(data, seed=4, epochs=1)
+    for (name, a), b, c in zip(first.state_dict().items(), second.state_dict().values(),
+                               other.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(first.c1[0][0].weight, other.c1[0][0].weight)
+
+
+def test_batch_larger_than_the_data_is_a_clear_error(small_real):
+    with pytest.raises(ValueError, match="batch size 512 is larger than the 100 training images"):
+        train(S7Net(TINY), small_real.subset(100, 10), Recipe(), device=torch.device("cpu"), progress=False)
+
+
+def test_evaluate_and_tta_match_a_computation_by_hand(small_real):
+    model = S7Net(TINY).eval()
+    images, labels = small_real.test_images[:200], small_real.test_labels[:200]
+    x = images.float() / 255
+    with torch.no_grad():
+        plain, mirrored = model(x), model(x.flip(-1))
+    assert evaluate(model, images, labels) == pytest.approx(100 * (plain.argmax(1) == labels).float().mean().item())
+    assert torch.allclose(predict(model, images, tta=True), (plain + mirrored) / 2, atol=1e-5)
+
+
+def test_checkpoint_rebuilds_exactly_the_evaluated_model(tmp_path, small_real):
+    model, _ = _train(small_real.subset(256, 100), epochs=1)
+    path = save_checkpoint(model, tmp_path / "out" / "s7net.pt")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["s7net.pt"]  # no temporary file left behind
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["model_kwargs"] == {"widths": list(TINY), "num_classes": 10, "dilation": 2}
+    rebuilt = S7Net(**checkpoint["model_kwargs"])
+    rebuilt.load_state_dict(checkpoint["state_dict"])
+    for (name, saved), trained in zip(rebuilt.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(saved, trained), name
+    # Same weights; the trained copy is channels_last, so its conv kernels may round differently.
+    images = small_real.test_images[:100]
+    expected = predict(model, images)
+    for loaded in (rebuilt, load_model(path)):
+        logits = predict(loaded, images)
+        assert torch.allclose(logits, expected, atol=1e-4) and torch.equal(logits.argmax(1), expected.argmax(1))
+
+
+def test_quick_mode_shrinks_data_and_schedule(small_real):
+    data, recipe = quick(small_real, Recipe())
+    assert (len(data.train_images), len(data.test_images), recipe.epochs, recipe.batch_size) == (1024, 500, 1, 256)
+
+
+def test_command_line_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for option in ("--epochs", "--batch-size", "--data", "--seed", "--out", "--preset", "--quick"):
+        assert option in help_text
+
+
+def test_command_line_trains_saves_and_prints_the_accuracy(tmp_path, real_data_root, capsys):
+    test_acc = main(["--quick", "--data", str(real_data_root), "--out", str(tmp_path), "--seed", "1"])
+    out = capsys.readouterr().out
+    assert f"final test accuracy: {test_acc:.2f}%" in out
+    record = json.loads((tmp_path / "history.json").read_text())
+    assert record["test_acc"] == test_acc and len(record["history"]) == 1
+    model = load_model(tmp_path / "s7net.pt")
+    assert model.model_kwargs["widths"] == [32, 64, 128, 192]
+
+
+def test_unknown_preset_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--preset", "turbo"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'turbo'" in capsys.readouterr().err
