@@ -1,0 +1,151 @@
+"""check_s7: S7Net passes every requirement, and each model built to break one requirement fails only that one."""
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+import helpers.spec
+from helpers.convs import conv3x3
+from helpers.models import S7Net, count_parameters
+from helpers.spec import Check, check_s7, format_checks
+
+CPU = torch.device("cpu")
+NAMES = ["device", "architecture C1 C2 C3 C4 O", "receptive field", "depthwise-separable conv", "dilated conv",
+         "global average pooling", "parameters", "test accuracy"]
+
+
+def by_name(model, test_accuracy=85.0, device=CPU) -> dict[str, Check]:
+    return {check.name: check for check in check_s7(model, test_accuracy, device=device)}
+
+
+def failures(results: dict[str, Check]) -> set[str]:
+    return {name for name, check in results.items() if not check.passed}
+
+
+def test_s7net_passes_every_requirement():
+    results = check_s7(S7Net(), 85.0, device=CPU)
+    assert [check.name for check in results] == NAMES
+    assert all(check.passed for check in results)
+    measured = {check.name: check.measured for check in results}
+    assert measured["receptive field"] == "74 px (analytic)"
+    assert measured["parameters"] == "671,722"
+    assert measured["architecture C1 C2 C3 C4 O"] == ("3 max-pools, convs 1|3|3|2, "
+                                                      "then AdaptiveAvgPool2d, Flatten, Linear")
+    assert measured["depthwise-separable conv"] == "c2.1.0.depthwise -> c2.1.0.pointwise (+1 more)"
+    assert measured["dilated conv"] == "c3.0.0 (dilation 2)"
+    assert measured["global average pooling"] == "output.0 4x4 -> 1x1, then Flatten, Linear"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        results[0].passed = False
+
+
+def s7(change):
+    """An S7Net with one thing changed in place by change(net)."""
+    net = S7Net()
+    change(net)
+    return net
+
+
+def pointwise_c4(net):
+    """C4's 3x3 convs become 1x1: the receptive field stops at pool3's 42."""
+    for block in net.c4:
+        block[0] = nn.Conv2d(block[0].in_channels, block[0].out_channels, 1, bias=False)
+
+
+def normal_convs(net):
+    """Both depthwise-separable convs become normal 3x3 convs."""
+    net.c2[1][0], net.c3[1][0] = conv3x3(64, 64), conv3x3(128, 128)
+
+
+def no_pointwise(net):
+    """The depthwise convs stay but feed 3x3 convs instead of 1x1 ones."""
+    net.c2[1][0].pointwise, net.c3[1][0].pointwise = conv3x3(64, 64), conv3x3(128, 128)
+
+
+def output(*layers):
+    return lambda net: setattr(net, "output", nn.Sequential(*layers))
+
+
+BREAKERS = {  # model breaking exactly one requirement, that requirement, a fragment of what it measures
+    "2 max-pools": (lambda: s7(lambda net: setattr(net, "pool3", nn.Identity())),
+                    "architecture C1 C2 C3 C4 O", "2 max-pools, convs 1|3|5, then"),
+    "4 max-pools": (lambda: s7(lambda net: net.c4.append(nn.MaxPool2d(2))),
+                    "architecture C1 C2 C3 C4 O", "4 max-pools, convs 1|3|3|2|0"),
+    "RF 42": (lambda: s7(pointwise_c4), "receptive field", "42 px (analytic)"),
+    "normal convs": (lambda: s7(normal_convs), "depthwise-separable conv", "no depthwise conv"),
+    "no pointwise": (lambda: s7(no_pointwise), "depthwise-separable conv",
+                     "depthwise c2.1.0.depthwise is not followed by a 1x1 conv"),
+    "no dilation": (lambda: S7Net(dilation=1), "dilated conv", "none: every conv has dilation 1"),
+    "flatten 4x4": (lambda: s7(output(nn.Flatten(), nn.Linear(192 * 16, 10))),
+                    "global average pooling", "none: no average pooling"),
+    "two linears": (lambda: s7(output(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(192, 64), nn.ReLU(),
+                                      nn.Linear(64, 10))),
+                    "global average pooling", "then Flatten, Linear, ReLU, Linear"),
+    "over 1M": (lambda: S7Net(widths=(32, 64, 128, 320)), "parameters", "1,410,794"),
+}
+
+
+@pytest.mark.parametrize("breaker", BREAKERS)
+def test_each_broken_requirement_fails_alone(breaker):
+    build, name, fragment = BREAKERS[breaker]
+    results = by_name(build())
+    assert failures(results) == {name}
+    assert fragment in results[name].measured
+
+
+def test_parameter_breaker_is_over_the_limit():
+    model = BREAKERS["over 1M"][0]()
+    # C4 at 320 wide instead of 192: 128*128*9 + 320*320*9 - 192*192*9 more conv weights, 2*2*128 BN, 128*10 FC
+    assert count_parameters(model) == 671_722 + 147_456 + 589_824 + 512 + 1_280 == 1_410_794
+
+
+def test_wrong_device_fails(monkeypatch):
+    results = by_name(S7Net(), device=torch.device("meta"))
+    assert failures(results) == {"device"}
+    assert (results["device"].required, results["device"].measured) == ("parameters on meta", "cpu")
+    monkeypatch.setattr(helpers.spec, "pick_device", lambda: torch.device("meta"))
+    assert not check_s7(S7Net(), 85.0)[0].passed
+    monkeypatch.setattr(helpers.spec, "pick_device", lambda: CPU)
+    assert check_s7(S7Net(), 85.0)[0].passed
+
+
+def test_model_on_another_device_is_traced_there():
+    """The meta device stands in for a GPU: the dummy input must follow the parameters, not default to the CPU."""
+    results = check_s7(S7Net().to("meta"), 85.0, device=torch.device("meta"))
+    assert all(check.passed for check in results)
+    assert results[2].measured == "74 px (analytic)"
+
+
+def test_model_without_parameters_fails_the_device_check():
+    check = check_s7(nn.Identity(), device=CPU)[0]
+    assert (check.measured, check.passed) == ("no parameters", False)
+
+
+@pytest.mark.parametrize("accuracy, measured, passed", [
+    (85, "85.00%", True), (80, "80.00%", True), (79.9, "79.90%", False), (None, "not given", False),
+    ([], "not given", False), ([{"test_acc": 90.0}, {"test_acc": 81.25}], "81.25%", True),
+    ([{"test_acc": 82.0}, {"test_acc": 79.5}], "79.50%", False),
+])
+def test_accuracy(accuracy, measured, passed):
+    check = check_s7(nn.Identity(), accuracy, device=CPU)[-1]
+    assert (check.name, check.required, check.measured, check.passed) == ("test accuracy", ">= 80%", measured,
+                                                                          passed)
+
+
+def test_model_whose_forward_fails_gets_failed_checks_not_an_exception():
+    model = s7(output(nn.Flatten(), nn.Linear(10, 10)))
+    results = by_name(model)
+    assert failures(results) == set(NAMES[1:6])
+    for name in NAMES[1:6]:
+        assert results[name].measured.startswith("forward on (1, 3, 32, 32) failed: RuntimeError: mat1 and mat2")
+
+
+def test_format_checks():
+    results = check_s7(S7Net(dilation=1), None, device=CPU)
+    lines = format_checks(results).splitlines()
+    assert len(lines) == 1 + 8 + 1
+    assert lines[0].split() == ["requirement", "required", "measured", "result"]
+    assert [line.split()[-1] for line in lines[1:-1]] == ["PASS", "PASS", "PASS", "PASS", "FAIL", "PASS", "PASS",
+                                                         "FAIL"]
+    assert {line.rindex(" ") + 1 for line in lines[1:-1]} == {lines[0].index("result")}  # fixed width
+    assert lines[-1] == "6/8 passed"
