@@ -180,12 +180,17 @@ def to_float(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
 
 
 def train_batches(images, labels, batch_size: int, generator: torch.Generator, translate: int = 2,
-                  flip: bool = True, channels_last: bool = False):
-    """One epoch of shuffled, augmented (x in [0, 1], y) batches; the last partial batch is dropped."""
+                  flip: bool = True, channels_last: bool = False, part: slice = slice(None)):
+    """One epoch of shuffled, augmented (x in [0, 1], y) batches; the last partial batch is dropped.
+
+    `part` keeps one slice of every batch: with several processes each trains on its own slice, and as the
+    order and the augmentation are drawn for the whole batch, the slices together are the one-process batch.
+    """
     order = torch.randperm(len(images), generator=generator).to(images.device)
     for start in range(0, len(images) - batch_size + 1, batch_size):
         index = order[start:start + batch_size]
-        yield to_float(augment(images[index], generator, translate, flip), channels_last), labels[index]
+        batch = augment(images[index], generator, translate, flip)[part]
+        yield to_float(batch, channels_last), labels[index][part]
 
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:

@@ -1,18 +1,13 @@
-"""Shared fixtures: small made-up CIFAR-10 folders in both layouts, the real data when present, quick mode.
-
-Setting S7_QUICK here makes `pytest --nbval-lax` run the notebook in quick mode: the kernel nbval starts
-inherits this environment.
-"""
+"""Shared fixtures: small made-up CIFAR-10 folders in both layouts, and the real data when present."""
 import os
 import pickle
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("S7_QUICK", "1")
-
-from helpers.data import BINARY_FOLDER, PYTHON_FOLDER, TEST_FILES, TRAIN_FILES  # noqa: E402
+from helpers.data import BINARY_FOLDER, PYTHON_FOLDER, TEST_FILES, TRAIN_FILES
 
 
 def made_up_images(n: int, seed: int):
@@ -45,6 +40,13 @@ def write_python_layout(root: Path, per_file: int) -> dict:
             pickle.dump({b"data": images.reshape(per_file, -1), b"labels": labels.tolist()}, f)
         written[name] = (images, labels)
     return written
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on (just now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,104 @@
+"""Several processes (DistributedDataParallel, gloo on CPUs, loopback only) train as one process would."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers import train as train_module
+from helpers.data import CIFAR10, train_batches
+from helpers.distributed import distributed_session
+from helpers.models import TutorialNet
+from helpers.train import ConfigError, Recipe, load_model, seed_everything, train
+from tests.conftest import free_port, made_up_images
+
+# Plain fp32 and layout: what is compared is the arithmetic of the update, to a tight tolerance.
+RECIPE = Recipe(epochs=2, batch_size=64, lr=0.05, bf16=False, channels_last=False, tta=False)
+
+
+def loopback_env() -> dict:
+    """Rendezvous and gloo's traffic on this machine's loopback interface only."""
+    env = {"MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    if os.path.exists("/sys/class/net/lo"):
+        env["GLOO_SOCKET_IFNAME"] = "lo"
+    return env
+
+
+def small_data() -> CIFAR10:
+    train_images, train_labels = made_up_images(256, seed=0)
+    test_images, test_labels = made_up_images(64, seed=1)
+    return CIFAR10(*(torch.as_tensor(a) for a in (train_images, train_labels, test_images, test_labels)))
+
+
+class CountingNet(TutorialNet):
+    """TutorialNet has no BatchNorm, so no output depends on the other images of its batch; this one also
+    records the batch sizes it trains on."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch_sizes = []
+
+    def forward(self, x):
+        if self.training:
+            self.batch_sizes.append(len(x))
+        return super().forward(x)
+
+
+def run_training():
+    generator = seed_everything(0)
+    model = CountingNet()
+    history = train(model, small_data(), RECIPE, generator, torch.device("cpu"), progress=False)
+    return model, history
+
+
+def rank_main(rank: int, port: int, out):
+    """One of two processes, set up as torchrun would; saves what it ended with."""
+    os.environ.update(loopback_env(), MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    with distributed_session():
+        model, history = run_training()
+    torch.save({"state_dict": model.state_dict(), "history": history, "batch_sizes": model.batch_sizes},
+               out / f"rank{rank}.pt")
+
+
+def test_two_processes_make_the_updates_of_one_process_on_the_whole_batch(tmp_path):
+    torch.multiprocessing.spawn(rank_main, args=(free_port(), tmp_path), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    alone, alone_history = run_training()
+    assert alone.batch_sizes == [64] * 8
+    for rank in ranks:
+        assert rank["batch_sizes"] == [32] * 8  # each process trained on its half of every batch
+        for name, weight in alone.state_dict().items():
+            assert torch.equal(rank["state_dict"][name], ranks[0]["state_dict"][name]), name
+            assert torch.allclose(rank["state_dict"][name], weight, rtol=1e-4, atol=1e-6), name
+        for entry, expected in zip(rank["history"], alone_history):  # metrics summed over both processes
+            assert entry["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+            assert entry["train_acc"] == expected["train_acc"]
+
+
+def test_process_slices_of_a_batch_make_up_the_whole_batch():
+    images, labels = torch.as_tensor(made_up_images(128, seed=2)[0]), torch.arange(128)
+    whole, first, second = (list(train_batches(images, labels, 64, torch.Generator().manual_seed(5), part=part))
+                            for part in (slice(None), slice(0, 32), slice(32, 64)))
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, first, second):
+        assert torch.equal(x, torch.cat([x0, x1])) and torch.equal(y, torch.cat([y0, y1]))
+
+
+def test_batch_that_does_not_split_over_the_processes_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(train_module, "world_size", lambda: 3)
+    with pytest.raises(ConfigError, match="batch size 64 does not split evenly over 3 processes"):
+        train(TutorialNet(), small_data(), RECIPE, device=torch.device("cpu"), progress=False)
+
+
+def test_torchrun_trains_with_two_processes_and_only_rank_0_writes(tmp_path, real_data_root):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), "-m", "helpers.train", "--quick", "--widths", "8", "16", "32",
+               "48", "--data", str(real_data_root), "--out", str(tmp_path)]
+    result = subprocess.run(command, env={**os.environ, **loopback_env()}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "2 processes (DistributedDataParallel)" in result.stdout
+    assert result.stdout.count("final test accuracy") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "last.pt", "s7net.pt"]
+    assert load_model(tmp_path / "s7net.pt").model_kwargs["widths"] == [8, 16, 32, 48]

@@ -1,0 +1,103 @@
+"""`python -m helpers.predict`: the top-3 classes of image files, and one clear line for a file that is not one."""
+import re
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+from PIL import Image
+
+from helpers.data import CLASSES
+from helpers.models import S7Net
+from helpers.predict import NotAnImageError, load_image, main, top_classes
+from helpers.train import Recipe, load_model, predict, save_checkpoint, seed_everything, train
+
+LINE = re.compile(r"^(.+): (\w+) ([01]\.\d{3}), (\w+) ([01]\.\d{3}), (\w+) ([01]\.\d{3})$")
+
+
+@pytest.fixture(scope="module")
+def weights(real_data, tmp_path_factory):
+    """A tiny S7Net trained for a moment: its predictions are not uniform, so the order means something."""
+    generator = seed_everything(0)
+    model = S7Net((8, 16, 32, 48))
+    train(model, real_data.subset(1024, 10), replace(Recipe(), epochs=1, batch_size=64), generator,
+          torch.device("cpu"), progress=False, evaluate_each_epoch=False)
+    return save_checkpoint(model, tmp_path_factory.mktemp("weights") / "s7net.pt")
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    return Image.fromarray(image.permute(1, 2, 0).numpy())
+
+
+@pytest.fixture
+def cifar_pngs(real_data, tmp_path):
+    """The first four test images as lossless PNGs, named by index."""
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"test{i}.png")
+        to_pil(real_data.test_images[i]).save(paths[-1])
+    return paths
+
+
+def test_a_png_of_a_cifar_image_is_that_image_and_any_image_becomes_32x32_rgb(real_data, cifar_pngs, tmp_path):
+    assert torch.equal(load_image(cifar_pngs[0]), real_data.test_images[0])
+    path = tmp_path / "big_grey.jpg"
+    to_pil(real_data.test_images[1]).convert("L").resize((100, 80)).save(path)
+    image = load_image(path)
+    assert image.shape == (3, 32, 32) and image.dtype == torch.uint8
+    assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])  # grey, as RGB
+
+
+def test_top_classes_are_sorted_probabilities(real_data, weights):
+    tops = top_classes(load_model(weights), real_data.test_images[:8])
+    for top in tops:
+        names, probabilities = zip(*top)
+        assert len(top) == 3 and set(names) <= set(CLASSES) and len(set(names)) == 3
+        assert list(probabilities) == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+    assert len({top[0][1] for top in tops}) > 1  # not a constant output
+
+
+def test_command_line_prints_the_top_3_and_the_same_top_1_as_predict(real_data, weights, cifar_pngs, capsys):
+    assert main([*map(str, cifar_pngs), "--weights", str(weights)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = predict(load_model(weights), real_data.test_images[:4], tta=True).argmax(1)
+    assert len(lines) == 4
+    for line, path, label in zip(lines, cifar_pngs, expected):
+        fields = LINE.match(line).groups()
+        probabilities = [float(p) for p in fields[2::2]]
+        assert fields[0] == str(path) and fields[1] == CLASSES[label]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0015  # rounding
+
+
+def test_a_file_that_is_not_an_image_is_named_and_the_others_are_still_predicted(weights, cifar_pngs, tmp_path,
+                                                                                   capsys):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image\n")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(cifar_pngs[1].read_bytes()[:200])
+    status = main([str(cifar_pngs[0]), str(notes), str(truncated), str(cifar_pngs[2]), "--weights", str(weights)])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(cifar_pngs[0]), str(cifar_pngs[2])]
+    errors = err.splitlines()
+    assert len(errors) == 2 and "Traceback" not in err
+    assert errors[0].startswith(f"python -m helpers.predict: error: {notes} is not an image")
+    assert errors[1].startswith(f"python -m helpers.predict: error: {truncated} is not an image")
+    with pytest.raises(NotAnImageError, match="notes.png is not an image"):
+        load_image(notes)
+
+
+def test_missing_weights_are_one_clear_error(cifar_pngs, tmp_path, capsys):
+    assert main([str(cifar_pngs[0]), "--weights", str(tmp_path / "none.pt")]) == 2
+    assert capsys.readouterr().err == f"python -m helpers.predict: error: checkpoint {tmp_path / 'none.pt'} " \
+                                      f"does not exist\n"
+
+
+def test_the_module_runs_and_exits_with_status_2_on_a_bad_file(weights, cifar_pngs, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\n")
+    result = subprocess.run([sys.executable, "-m", "helpers.predict", str(cifar_pngs[0]), str(notes),
+                             "--weights", str(weights)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert LINE.match(result.stdout.strip()) and result.stderr.count("\n") == 1

@@ -1,0 +1,179 @@
+"""Bad input ends in one clear message; a run resumes exactly; a diverging run stops and keeps its last good epoch."""
+import io
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+
+from helpers import train as train_module
+from helpers.data import BINARY_FOLDER, PYTHON_FOLDER
+from helpers.models import S7Net
+from helpers.train import (RESUME_KEYS, CheckpointError, ConfigError, NonFiniteLossError, Recipe, load_checkpoint,
+                           load_model, load_resumable, main, save_checkpoint, seed_everything, train)
+from tests.conftest import free_port, write_binary_layout
+
+TINY = ["8", "16", "32", "48"]  # S7Net widths small enough for a few CPU steps in a test
+RECIPE = Recipe(epochs=3, batch_size=64)  # 4 steps an epoch on the 256 images below
+
+
+@pytest.fixture(scope="module")
+def small(real_data):
+    return real_data.subset(256, 100)
+
+
+def tiny_model():
+    return S7Net(tuple(map(int, TINY)))
+
+
+def start():
+    """The model and batch generator of a fresh run, as the command line makes them."""
+    generator = seed_everything(0)
+    return tiny_model(), generator
+
+
+def train_small(data, tmp_path, **options):
+    model, generator = start()
+    history = train(model, data, RECIPE, generator, torch.device("cpu"), progress=False,
+                    checkpoint_path=tmp_path / "last.pt", **options)
+    return model, history
+
+
+# --- resumable checkpoints ----------------------------------------------------------------------------------
+
+def test_resumable_checkpoint_holds_the_whole_state_as_plain_values(small, tmp_path):
+    model, history = train_small(small, tmp_path, stop_after_epoch=1, config={"seed": 0})
+    assert len(history) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # written atomically: no temporary left
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)  # plain values only: no code unpickled
+    assert set(RESUME_KEYS) <= checkpoint.keys()
+    assert (checkpoint["epoch"], checkpoint["step"], checkpoint["config"]) == (1, 4, {"seed": 0})
+    assert checkpoint["recipe"] == vars(RECIPE) and checkpoint["history"] == history
+    assert len(checkpoint["optimizer"]["state"]) == len(list(model.parameters()))  # momentum buffers
+    loaded = load_model(tmp_path / "last.pt")  # the model-only contract holds for it too
+    for name, weight in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], weight), name
+
+
+def test_resuming_with_another_recipe_is_refused(small, tmp_path):
+    train_small(small, tmp_path, stop_after_epoch=1)
+    model, generator = start()
+    with pytest.raises(ConfigError, match="the checkpoint was trained with Recipe.* resume with its own recipe"):
+        train(model, small, replace(RECIPE, lr=RECIPE.lr / 2), generator, torch.device("cpu"), progress=False,
+              resume_from=load_resumable(tmp_path / "last.pt"))
+
+
+def test_command_line_resumes_to_exactly_the_weights_of_an_uninterrupted_run(small, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "load_cifar10", lambda root: small)
+    run = ["--epochs", "2", "--batch-size", "64", "--widths", *TINY, "--seed", "1"]
+    assert main([*run, "--stop-after-epoch", "1", "--out", str(tmp_path / "a")]) is None
+    assert f"stopped after epoch 1 of 2; go on with: python -m helpers.train --resume {tmp_path / 'a' / 'last.pt'}" \
+        in capsys.readouterr().out
+    assert not (tmp_path / "a" / "s7net.pt").exists()
+    first_epoch = load_resumable(tmp_path / "a" / "last.pt")["history"]
+    main(["--resume", str(tmp_path / "a" / "last.pt")])
+    out = capsys.readouterr().out
+    assert "epoch  2 " in out and "epoch  1 " not in out  # it went on, it did not start again
+    main([*run, "--out", str(tmp_path / "b")])
+    resumed, whole = (load_checkpoint(tmp_path / folder / "s7net.pt")["state_dict"] for folder in "ab")
+    for name, weight in whole.items():
+        assert torch.equal(resumed[name], weight), name
+    record = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert record["history"][:1] == first_epoch and len(record["history"]) == 2 and record["seed"] == 1
+
+
+def saved_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    (b"not a checkpoint\n", "is not a checkpoint that loads safely"),
+    (saved_bytes({"model_kwargs": {}, "state_dict": {}})[:100], "is not a checkpoint that loads safely"),
+    (saved_bytes({"model_kwargs": {}, "state_dict": {}, "code": ConfigError("x")}), "never unpickled"),
+    (saved_bytes({"weights": {}}), "is not an S7Net checkpoint"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "s7net.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path)
+
+
+# --- a non-finite loss --------------------------------------------------------------------------------------
+
+def test_non_finite_loss_names_the_step_and_leaves_the_last_good_checkpoint(small, tmp_path):
+    model, generator = start()
+    calls = []
+
+    def poison_step_7(module, inputs, output):
+        calls.append(module.training)
+        return output * float("nan") if sum(calls) == 7 else output
+
+    model.output.register_forward_hook(poison_step_7)
+    train(model, small, RECIPE, generator, torch.device("cpu"), progress=False,
+          checkpoint_path=tmp_path / "last.pt", stop_after_epoch=1)
+    good = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(NonFiniteLossError, match=r"at step 7 of 12, in epoch 2: training stopped\. .*last\.pt "
+                                                 r"still holds the last good epoch") as error:
+        train(model, small, RECIPE, generator, torch.device("cpu"), progress=False,
+              checkpoint_path=tmp_path / "last.pt", resume_from=load_resumable(tmp_path / "last.pt"))
+    assert (error.value.step, error.value.epoch) == (7, 2)
+    assert (tmp_path / "last.pt").read_bytes() == good
+
+
+def test_an_exploding_learning_rate_stops_training(small):
+    model, generator = start()
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ of 12, in epoch 1"):
+        train(model, small, Recipe(epochs=3, batch_size=64, lr=1e6), generator, torch.device("cpu"), progress=False)
+
+
+# --- the command line's errors: status 2 and a message, never a traceback ------------------------------------
+
+def offline_without_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(TorchvisionCIFAR10, "url", f"http://127.0.0.1:{free_port()}/cifar-10-python.tar.gz")
+    return ["--data", str(tmp_path / "nowhere")]
+
+
+def truncated_batch_file(tmp_path, monkeypatch):
+    write_binary_layout(tmp_path, per_file=2)
+    return ["--data", str(tmp_path)]
+
+
+def weights_only_checkpoint(tmp_path, monkeypatch):
+    return ["--resume", str(save_checkpoint(tiny_model(), tmp_path / "s7net.pt"))]
+
+
+@pytest.mark.parametrize("make_args, expected", [
+    (offline_without_data, ["CIFAR-10 not found in", BINARY_FOLDER, PYTHON_FOLDER, "download failed too"]),
+    (truncated_batch_file, ["data_batch_1.bin has 6,146 bytes", "truncated"]),
+    (lambda tmp_path, _: ["--check", "--widths", "64", "128", "256", "512"],
+     ["the model fails the S7 checks: parameters is 4,003,530, required < 1,000,000"]),
+    (lambda tmp_path, _: ["--resume", str(tmp_path / "gone.pt")], ["gone.pt does not exist"]),
+    (weights_only_checkpoint, ["holds weights only, not a run to resume", "last.pt"]),
+    (lambda tmp_path, _: ["--resume", str(tmp_path / "last.pt"), "--epochs", "3"], ["drop --epochs"]),
+    (lambda tmp_path, _: ["--epochs", "0"], ["0 is not a positive whole number"]),
+])
+def test_command_line_mistakes_exit_with_status_2_and_say_what_is_wrong(tmp_path, monkeypatch, capsys, make_args,
+                                                                        expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*make_args(tmp_path, monkeypatch), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "Traceback" not in err
+    for text in expected:
+        assert text in err
+
+
+def test_command_line_prints_a_failed_check_as_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "helpers.train", "--check", "--widths", "64", "128", "256", "512",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("python -m helpers.train: error: the model fails the S7 checks")
+    assert result.stderr.count("\n") == 1
