@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers.data import load_cifar10, train_batches  # noqa: E402
 from helpers.device import pick_device  # noqa: E402
 from helpers.models import S7Net, count_parameters  # noqa: E402
-from helpers.train import PRESETS, evaluate, save_checkpoint, seed_everything, train  # noqa: E402
+from helpers.train import PRESETS, evaluate, quick, save_checkpoint, seed_everything, train  # noqa: E402
 
 
 def run_seed(data, recipe, seed: int, device, save_dir=None) -> dict:
@@ -101,10 +101,13 @@ def main(argv=None):
     parser.add_argument("--data", help="data root (default $CIFAR10_ROOT or ./data)")
     parser.add_argument("--save", help="folder for seed<N>.pt checkpoints of exactly the models evaluated")
     parser.add_argument("--compare", action="store_true", help="add the tutorial-style pipeline's throughput")
+    parser.add_argument("--quick", action="store_true", help="smoke run of the script (helpers.train.quick)")
     args = parser.parse_args(argv)
 
     device, recipe = pick_device(), PRESETS[args.preset]
     data = load_cifar10(args.data)
+    if args.quick:
+        data, recipe = quick(data, recipe)
     results = []
     for seed in args.seeds:
         results.append(run_seed(data, recipe, seed, device, args.save))

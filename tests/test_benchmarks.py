@@ -1,0 +1,37 @@
+"""The benchmark scripts run end to end (quick mode) and their checkpoints reproduce the reported accuracy."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(*args) -> str:
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_path, real_data_root):
+    out = run_script("benchmarks/time_to_accuracy.py", "--quick", "--seeds", "0", "1", "--data", real_data_root,
+                     "--save", tmp_path)
+    records = [json.loads(line) for line in out.splitlines()]
+    runs, summary = records[:-1], records[-1]
+    assert [r["seed"] for r in runs] == [0, 1]
+    for r in runs:
+        assert r["params"] == 671_722 and r["epochs"] == 1 and r["device"] == "cpu"
+        assert r["train_seconds"] > 0 and r["images_per_second"] > 0
+        assert 0 <= r["test_acc_plain"] <= 100 and 0 <= r["test_acc"] <= 100
+        assert Path(r["checkpoint"]) == tmp_path / f"seed{r['seed']}.pt"
+    assert summary["mean_test_acc"] == round(sum(r["test_acc"] for r in runs) / 2, 2)
+    assert summary["max_train_seconds"] == max(r["train_seconds"] for r in runs)
+
+    # The saved models, rebuilt and evaluated without helpers' evaluation code, give the reported numbers
+    # (quick mode evaluates the first 1,000 test images).
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from verify_checkpoints import accuracies, official_test_set
+
+    images, labels = official_test_set(real_data_root)
+    for r in runs:
+        assert accuracies(Path(r["checkpoint"]), images[:1000], labels[:1000]) == [r["test_acc"], r["test_acc_plain"]]
