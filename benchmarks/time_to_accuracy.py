@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.data import load_cifar10, train_batches  # noqa: E402
 from helpers.device import pick_device  # noqa: E402
-from helpers.models import S7Net, count_parameters  # noqa: E402
+from helpers.models import CIFAR10_MEAN, CIFAR10_STD, S7Net, count_parameters  # noqa: E402
 from helpers.train import PRESETS, evaluate, quick, save_checkpoint, seed_everything, train  # noqa: E402
 
 
@@ -47,7 +47,7 @@ class TutorialStyleDataset(torch.utils.data.Dataset):
         import torchvision.transforms as T
         self.images, self.labels = images.permute(0, 2, 3, 1).numpy(), labels
         self.transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                                    T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))])
+                                    T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
 
     def __len__(self):
         return len(self.labels)
