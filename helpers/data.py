@@ -76,9 +76,10 @@ def load_cifar10(root=None, download: bool = True, strict: bool = True) -> CIFAR
             raise DatasetError(_not_found_message(root))
         download_cifar10(root)
         folder = root / PYTHON_FOLDER
-    read = _read_binary if folder.name == BINARY_FOLDER else _read_python
-    train = [read(_checked(folder / name, strict)) for name in TRAIN_FILES[folder.name]]
-    test_images, test_labels = read(_checked(folder / TEST_FILES[folder.name][0], strict))
+    parse = _parse_binary if folder.name == BINARY_FOLDER else _parse_python
+    train = [parse(folder / name, _read_checked(folder / name, strict)) for name in TRAIN_FILES[folder.name]]
+    test_path = folder / TEST_FILES[folder.name][0]
+    test_images, test_labels = parse(test_path, _read_checked(test_path, strict))
     return CIFAR10(torch.cat([images for images, _ in train]), torch.cat([labels for _, labels in train]),
                    test_images, test_labels)
 
@@ -118,8 +119,8 @@ def _official_md5(path: Path):
     return dict(TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list)[path.name]
 
 
-def _checked(path: Path, strict: bool) -> Path:
-    """Fail with the file's name on a missing, truncated or (strict) altered file, before anything parses it."""
+def _read_checked(path: Path, strict: bool) -> bytes:
+    """The file's bytes, read once; fails with its name when missing, truncated or (strict) altered."""
     if not path.is_file():
         raise DatasetError(f"{path} is missing. {_not_found_message(path.parent.parent)}")
     size = path.stat().st_size
@@ -128,23 +129,23 @@ def _checked(path: Path, strict: bool) -> Path:
         if (strict and size != expected) or size == 0 or size % RECORD_BYTES:
             raise DatasetError(f"{path} has {size:,} bytes; a CIFAR-10 binary batch has {expected:,} "
                                f"({RECORD_BYTES:,}-byte records). The file is truncated or not CIFAR-10.")
+    raw = path.read_bytes()
     if strict:
-        digest = hashlib.md5(path.read_bytes()).hexdigest()
-        if digest != _official_md5(path):
-            raise DatasetError(f"{path} has MD5 {digest}, not the official {_official_md5(path)}: the file is "
+        digest, official = hashlib.md5(raw).hexdigest(), _official_md5(path)
+        if digest != official:
+            raise DatasetError(f"{path} has MD5 {digest}, not the official {official}: the file is "
                                f"corrupted or truncated. Delete it and download CIFAR-10 again.")
-    return path
+    return raw
 
 
-def _read_binary(path: Path):
-    records = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8).view(-1, RECORD_BYTES)
+def _parse_binary(path: Path, raw: bytes):
+    records = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, RECORD_BYTES)
     return records[:, 1:].reshape(-1, *IMAGE_SHAPE).clone(), records[:, 0].long()
 
 
-def _read_python(path: Path):
+def _parse_python(path: Path, raw: bytes):
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = pickle.loads(raw, encoding="bytes")
         images = torch.as_tensor(batch[b"data"], dtype=torch.uint8).reshape(-1, *IMAGE_SHAPE)
         labels = torch.as_tensor(batch[b"labels"], dtype=torch.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, ValueError, TypeError) as error:
