@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.data import load_cifar10, train_batches  # noqa: E402
+from helpers.data import load_cifar10, steps_per_epoch, train_batches  # noqa: E402
 from helpers.device import pick_device  # noqa: E402
 from helpers.models import CIFAR10_MEAN, CIFAR10_STD, S7Net, count_parameters  # noqa: E402
 from helpers.train import PRESETS, evaluate, quick, save_checkpoint, seed_everything, train  # noqa: E402
@@ -30,7 +30,7 @@ def run_seed(data, recipe, seed: int, device, save_dir=None) -> dict:
     model = S7Net()
     history = train(model, data, recipe, generator, device, progress=False, evaluate_each_epoch=False)
     seconds = sum(h["seconds"] for h in history)
-    images = recipe.epochs * (len(data.train_images) // recipe.batch_size) * recipe.batch_size
+    images = recipe.epochs * steps_per_epoch(len(data.train_images), recipe.batch_size) * recipe.batch_size
     result = {"seed": seed, "device": str(device), "params": count_parameters(model), "epochs": recipe.epochs,
               "train_seconds": round(seconds, 2), "images_per_second": round(images / seconds, 1),
               "test_acc": round(evaluate(model, data.test_images, data.test_labels, tta=recipe.tta), 2),
