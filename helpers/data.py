@@ -181,17 +181,23 @@ def to_float(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
 
 
 def train_batches(images, labels, batch_size: int, generator: torch.Generator, translate: int = 2,
-                  flip: bool = True, channels_last: bool = False, part: slice = slice(None)):
+                  flip: bool = True, channels_last: bool = False, part: slice = slice(None),
+                  alternate_flip_epoch: int | None = None):
     """One epoch of shuffled, augmented (x in [0, 1], y) batches; the last partial batch is dropped.
 
     `part` keeps one slice of every batch: with several processes each trains on its own slice, and as the
     order and the augmentation are drawn for the whole batch, the slices together are the one-process batch.
+    alternate_flip_epoch: with flip, mirror image i when i + this epoch number is odd, not at random: every image
+    is seen both ways in turn, and no epoch repeats the last one's view of it (airbench's alternating flip).
     """
+    alternate = flip and alternate_flip_epoch is not None
     order = torch.randperm(len(images), generator=generator).to(images.device)
     for start in range(0, len(images) - batch_size + 1, batch_size):
         index = order[start:start + batch_size]
-        batch = augment(images[index], generator, translate, flip)[part]
-        yield to_float(batch, channels_last), labels[index][part]
+        batch = augment(images[index], generator, translate, flip and not alternate)
+        if alternate:
+            batch = torch.where(((index + alternate_flip_epoch) % 2 == 1)[:, None, None, None], batch.flip(-1), batch)
+        yield to_float(batch[part], channels_last), labels[index][part]
 
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
