@@ -21,17 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.data import load_cifar10, steps_per_epoch, train_batches  # noqa: E402
 from helpers.device import pick_device  # noqa: E402
-from helpers.models import CIFAR10_MEAN, CIFAR10_STD, S7Net, count_parameters  # noqa: E402
+from helpers.models import CIFAR10_MEAN, CIFAR10_STD, build_model, count_parameters  # noqa: E402
 from helpers.train import PRESETS, evaluate, quick, save_checkpoint, seed_everything, train  # noqa: E402
 
 
 def run_seed(data, recipe, seed: int, device, save_dir=None) -> dict:
     generator = seed_everything(seed)
-    model = S7Net()
+    model = build_model(recipe.architecture)
     history = train(model, data, recipe, generator, device, progress=False, evaluate_each_epoch=False)
     seconds = sum(h["seconds"] for h in history)
     images = recipe.epochs * steps_per_epoch(len(data.train_images), recipe.batch_size) * recipe.batch_size
-    result = {"seed": seed, "device": str(device), "params": count_parameters(model), "epochs": recipe.epochs,
+    result = {"seed": seed, "device": str(device), "architecture": recipe.architecture,
+              "params": count_parameters(model), "epochs": recipe.epochs,
               "train_seconds": round(seconds, 2), "images_per_second": round(images / seconds, 1),
               "test_acc": round(evaluate(model, data.test_images, data.test_labels, tta=recipe.tta), 2),
               "test_acc_plain": round(evaluate(model, data.test_images, data.test_labels), 2)}
@@ -79,17 +80,17 @@ def images_per_second(model, batches, steps: int, bf16: bool, device) -> float:
 
 
 def compare_pipelines(data, recipe, device, steps: int = 30) -> dict:
-    """Ours (the recipe's batches and precision) versus the tutorial style, on fresh copies of the same S7Net."""
+    """Ours (the recipe's batches and precision) versus the tutorial style, on fresh copies of the same network."""
     seed_everything(0)
-    ours_model = S7Net().to(device).to(memory_format=torch.channels_last if recipe.channels_last else
-                                       torch.contiguous_format)
+    layout = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    ours_model = build_model(recipe.architecture).to(device).to(memory_format=layout)
     ours = images_per_second(ours_model, train_batches(data.train_images.to(device), data.train_labels.to(device),
                                                        recipe.batch_size, torch.Generator().manual_seed(0),
                                                        recipe.translate, recipe.flip, recipe.channels_last),
                              steps, recipe.bf16, device)
     loader = torch.utils.data.DataLoader(TutorialStyleDataset(data.train_images, data.train_labels), batch_size=128,
                                          shuffle=True, num_workers=2, persistent_workers=False)
-    tutorial = images_per_second(S7Net().to(device), iter(loader), steps, False, device)
+    tutorial = images_per_second(build_model(recipe.architecture).to(device), iter(loader), steps, False, device)
     return {"compare": "images_per_second", "ours": round(ours, 1), "tutorial_style": round(tutorial, 1),
             "ratio": round(ours / tutorial, 2)}
 

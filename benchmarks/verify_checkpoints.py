@@ -2,7 +2,7 @@
 
     python benchmarks/verify_checkpoints.py runs/bench/seed*.pt --data ../shared/data --report runs/bench.jsonl
 
-Only the architecture comes from helpers.models (S7Net(**model_kwargs)); the test images are read straight from
+Only the architecture comes from helpers.models (build_model); the test images are read straight from
 the official binary file and the accuracy (plain and flip-TTA) is computed here in a few lines of torch.
 """
 import argparse
@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.models import S7Net  # noqa: E402
+from helpers.models import build_model  # noqa: E402
 
 
 def official_test_set(data_root: Path):
@@ -27,7 +27,7 @@ def official_test_set(data_root: Path):
 @torch.no_grad()
 def accuracies(path: Path, images, labels):
     checkpoint = torch.load(path, weights_only=True)
-    model = S7Net(**checkpoint["model_kwargs"])
+    model = build_model(checkpoint.get("architecture", "S7Net"), **checkpoint["model_kwargs"])
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     plain, tta = [], []
