@@ -1,6 +1,7 @@
 """Time to accuracy of a training preset: one JSON object per seed, then a summary line.
 
-    python benchmarks/time_to_accuracy.py --seeds 0 1 2 [--preset fast] [--data ROOT] [--save DIR] [--compare]
+    python benchmarks/time_to_accuracy.py --seeds 0 1 2 [--preset fast] [--epochs N] [--data ROOT] [--save DIR]
+                                          [--compare]
 
 train_seconds is the training wall time (data already in memory, test evaluations not counted);
 test_acc is the recipe's own evaluation (flip TTA when the recipe says so), test_acc_plain is without TTA.
@@ -12,6 +13,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers.data import load_cifar10, steps_per_epoch, train_batches  # noqa: E402
 from helpers.device import pick_device  # noqa: E402
 from helpers.models import CIFAR10_MEAN, CIFAR10_STD, build_model, count_parameters  # noqa: E402
-from helpers.train import PRESETS, evaluate, quick, save_checkpoint, seed_everything, train  # noqa: E402
+from helpers.train import PRESETS, evaluate, positive_int, quick, save_checkpoint, seed_everything, train  # noqa: E402
 
 
 def run_seed(data, recipe, seed: int, device, save_dir=None) -> dict:
@@ -99,6 +101,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="fast")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=positive_int,
+                        help="override the preset's number of epochs (the schedule spans them)")
     parser.add_argument("--data", help="data root (default $CIFAR10_ROOT or ./data)")
     parser.add_argument("--save", help="folder for seed<N>.pt checkpoints of exactly the models evaluated")
     parser.add_argument("--compare", action="store_true", help="add the tutorial-style pipeline's throughput")
@@ -109,6 +113,8 @@ def main(argv=None):
     data = load_cifar10(args.data)
     if args.quick:
         data, recipe = quick(data, recipe)
+    if args.epochs is not None:
+        recipe = replace(recipe, epochs=args.epochs)
     results = []
     for seed in args.seeds:
         results.append(run_seed(data, recipe, seed, device, args.save))

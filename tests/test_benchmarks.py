@@ -18,13 +18,13 @@ def run_script(*args) -> str:
 @pytest.mark.parametrize("preset, architecture, params", [("fast", "S7Net", 671_722), ("full", "S7AirNet", 928_824)])
 def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_path, real_data_root, preset,
                                                                           architecture, params):
-    out = run_script("benchmarks/time_to_accuracy.py", "--preset", preset, "--quick", "--seeds", "0", "1",
-                     "--data", real_data_root, "--save", tmp_path)
+    out = run_script("benchmarks/time_to_accuracy.py", "--preset", preset, "--quick", "--epochs", "2",
+                     "--seeds", "0", "1", "--data", real_data_root, "--save", tmp_path)
     records = [json.loads(line) for line in out.splitlines()]
     runs, summary = records[:-1], records[-1]
     assert [r["seed"] for r in runs] == [0, 1]
     for r in runs:
-        assert (r["architecture"], r["params"], r["epochs"], r["device"]) == (architecture, params, 1, "cpu")
+        assert (r["architecture"], r["params"], r["epochs"], r["device"]) == (architecture, params, 2, "cpu")
         assert r["train_seconds"] > 0 and r["images_per_second"] > 0
         assert 0 <= r["test_acc_plain"] <= 100 and 0 <= r["test_acc"] <= 100
         assert Path(r["checkpoint"]) == tmp_path / f"seed{r['seed']}.pt"
