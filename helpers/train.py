@@ -244,7 +244,8 @@ def evaluate(model, images, labels, tta: bool = False) -> float:
 
 
 def save_checkpoint(model, path, **extra) -> Path:
-    """Write {"architecture", "model_kwargs", "state_dict", **extra} atomically (temporary file, then rename): no half-written file.
+    """Write {"architecture", "model_kwargs", "state_dict", **extra} atomically (temporary file, then rename): no
+    half-written file.
 
     `extra` must hold only tensors and plain values (numbers, strings, lists, dicts) so that loading it
     with weights_only=True works.
@@ -270,7 +271,7 @@ def load_checkpoint(path, device="cpu") -> dict:
                               f"holding objects besides tensors and plain values, which are never unpickled as that "
                               f"could run code ({type(error).__name__})") from error
     if not isinstance(checkpoint, dict) or not {"model_kwargs", "state_dict"} <= checkpoint.keys():
-        raise CheckpointError(f"{path} is not an S7Net checkpoint: no model_kwargs and state_dict")
+        raise CheckpointError(f"{path} is not a checkpoint of an S7 network: no model_kwargs and state_dict")
     return checkpoint
 
 

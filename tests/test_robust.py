@@ -96,7 +96,7 @@ def saved_bytes(obj) -> bytes:
     (b"not a checkpoint\n", "is not a checkpoint that loads safely"),
     (saved_bytes({"model_kwargs": {}, "state_dict": {}})[:100], "is not a checkpoint that loads safely"),
     (saved_bytes({"model_kwargs": {}, "state_dict": {}, "code": ConfigError("x")}), "never unpickled"),
-    (saved_bytes({"weights": {}}), "is not an S7Net checkpoint"),
+    (saved_bytes({"weights": {}}), "is not a checkpoint of an S7 network"),
 ])
 def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path, content, message):
     path = tmp_path / "s7net.pt"
