@@ -1,10 +1,16 @@
-"""Time to accuracy of a training preset: one JSON object per seed, then a summary line.
+"""Time to accuracy of a training preset, measured against the machine's own limit: one JSON object per seed, then
+a summary line.
 
-    python benchmarks/time_to_accuracy.py --seeds 0 1 2 [--preset fast] [--epochs N] [--data ROOT] [--save DIR]
-                                          [--compare]
+    python benchmarks/time_to_accuracy.py --seed 0 1 2 [--preset fast] [--epochs N] [--precision P] [--data ROOT]
+                                          [--out DIR] [--quick] [--compare]
 
-train_seconds is the training wall time (data already in memory, test evaluations not counted);
+The options are those of `python -m helpers.train` (helpers.cli), with --seed taking several seeds.
+train_seconds is the training wall time (data already in memory, test evaluations not counted), first epoch
+included; warmup_seconds estimates what the first epoch cost beyond the others (kernel selection, allocation).
 test_acc is the recipe's own evaluation (flip TTA when the recipe says so), test_acc_plain is without TTA.
+Against the machine (DESIGN.md): peak_gflops is the best of fp32 and bf16 2048x2048 matmuls, measured just before
+each run; train_tflop = 2 x 3 x forward multiply-adds per image x images trained; efficiency = train_tflop /
+train_seconds / peak; peak_tflop_s = train_seconds x peak / 1000, the compute the machine offered meanwhile.
 --compare adds the throughput of a tutorial-style pipeline (torchvision DataLoader, PIL transforms per image,
 fp32) on the same network, measured in the same run, and the ratio.
 """
@@ -13,33 +19,68 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from helpers.checkpoints import save_checkpoint  # noqa: E402
+from helpers.cli import USER_ERRORS, add_run_options, fail, resolve_options  # noqa: E402
 from helpers.data import load_cifar10, steps_per_epoch, train_batches  # noqa: E402
-from helpers.device import pick_device  # noqa: E402
+from helpers.device import pick_device, processor_name, synchronize  # noqa: E402
+from helpers.evaluation import evaluate  # noqa: E402
 from helpers.models import CIFAR10_MEAN, CIFAR10_STD, build_model, count_parameters  # noqa: E402
-from helpers.train import PRESETS, evaluate, positive_int, quick, save_checkpoint, seed_everything, train  # noqa: E402
+from helpers.precision import autocast  # noqa: E402
+from helpers.recipes import quick_data  # noqa: E402
+from helpers.train import seed_everything, train  # noqa: E402
+from helpers.zoo import count_macs  # noqa: E402
 
 
-def run_seed(data, recipe, seed: int, device, save_dir=None) -> dict:
+def peak_gflops(device, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's own limit: the best of fp32 and bf16 dense matmul, median of `repeats`, in GFLOP/s."""
+    best = 0.0
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = (torch.randn(size, size, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
+        a @ b  # warm-up
+        times = []
+        for _ in range(repeats):
+            synchronize(device)
+            start = time.perf_counter()
+            a @ b
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+        best = max(best, 2 * size**3 / statistics.median(times) / 1e9)
+    return best
+
+
+def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> dict:
+    peak = peak_gflops(device)
     generator = seed_everything(seed)
-    model = build_model(recipe.architecture)
-    history = train(model, data, recipe, generator, device, progress=False, evaluate_each_epoch=False)
-    seconds = sum(h["seconds"] for h in history)
+    model = build_model(preset.architecture, **model_kwargs)
+    macs = count_macs(model, (3, 32, 32))
+    history = train(model, data, preset.recipe, generator, device, progress=False, evaluate_each_epoch=False)
+    recipe = replace(preset.recipe, precision=history[-1]["precision"])
+    epoch_seconds = [h["seconds"] for h in history]
+    seconds = sum(epoch_seconds)
     images = recipe.epochs * steps_per_epoch(len(data.train_images), recipe.batch_size) * recipe.batch_size
-    result = {"seed": seed, "device": str(device), "architecture": recipe.architecture,
-              "params": count_parameters(model), "epochs": recipe.epochs,
-              "train_seconds": round(seconds, 2), "images_per_second": round(images / seconds, 1),
+    train_tflop = 6 * macs * images / 1e12
+    result = {"seed": seed, "device": str(device), "processor": processor_name(device),
+              "architecture": preset.architecture, "params": count_parameters(model), "epochs": recipe.epochs,
+              "precision": recipe.precision, "train_seconds": round(seconds, 2),
+              "warmup_seconds": round(epoch_seconds[0] - statistics.median(epoch_seconds[1:]), 2)
+              if len(epoch_seconds) > 1 else None,
+              "images_per_second": round(images / seconds, 1),
               "test_acc": round(evaluate(model, data.test_images, data.test_labels, tta=recipe.tta), 2),
-              "test_acc_plain": round(evaluate(model, data.test_images, data.test_labels), 2)}
-    if save_dir is not None:
-        result["checkpoint"] = str(save_checkpoint(model, Path(save_dir) / f"seed{seed}.pt"))
+              "test_acc_plain": round(evaluate(model, data.test_images, data.test_labels), 2),
+              "peak_gflops": round(peak, 1), "train_tflop": round(train_tflop, 3),
+              "efficiency": round(train_tflop * 1000 / seconds / peak, 3),
+              "peak_tflop_s": round(seconds * peak / 1000, 2)}
+    if out is not None:
+        path = save_checkpoint(model, Path(out) / f"seed{seed}.pt", recipe=asdict(recipe), preset=name, seed=seed,
+                               test_acc=result["test_acc"])
+        result["checkpoint"] = str(path)
     return result
 
 
@@ -60,73 +101,75 @@ class TutorialStyleDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), self.labels[i]
 
 
-def images_per_second(model, batches, steps: int, bf16: bool, device) -> float:
+def images_per_second(model, batches, steps: int, precision: str, device) -> float:
     """Training throughput over `steps` batches after one warm-up step (the batches' making included)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
     seen, start = 0, None
     for i, (x, y) in enumerate(batches):
         if i == 1:
+            synchronize(device)
             start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+        with autocast(device, precision):
+            loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seen += len(y) if i >= 1 else 0
         if i == steps:
             break
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return seen / (time.perf_counter() - start)
 
 
-def compare_pipelines(data, recipe, device, steps: int = 30) -> dict:
+def compare_pipelines(data, preset, precision: str, device, steps: int = 30) -> dict:
     """Ours (the recipe's batches and precision) versus the tutorial style, on fresh copies of the same network."""
+    recipe = preset.recipe
     seed_everything(0)
     layout = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    ours_model = build_model(recipe.architecture).to(device).to(memory_format=layout)
+    ours_model = build_model(preset.architecture).to(device).to(memory_format=layout)
     ours = images_per_second(ours_model, train_batches(data.train_images.to(device), data.train_labels.to(device),
                                                        recipe.batch_size, torch.Generator().manual_seed(0),
                                                        recipe.translate, recipe.flip, recipe.channels_last),
-                             steps, recipe.bf16, device)
+                             steps, precision, device)
     loader = torch.utils.data.DataLoader(TutorialStyleDataset(data.train_images, data.train_labels), batch_size=128,
                                          shuffle=True, num_workers=2, persistent_workers=False)
-    tutorial = images_per_second(build_model(recipe.architecture).to(device), iter(loader), steps, False, device)
-    return {"compare": "images_per_second", "ours": round(ours, 1), "tutorial_style": round(tutorial, 1),
-            "ratio": round(ours / tutorial, 2)}
+    tutorial = images_per_second(build_model(preset.architecture).to(device), iter(loader), steps, "fp32", device)
+    return {"compare": "images_per_second", "precision": precision, "ours": round(ours, 1),
+            "tutorial_style": round(tutorial, 1), "ratio": round(ours / tutorial, 2)}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="fast")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--epochs", type=positive_int,
-                        help="override the preset's number of epochs (the schedule spans them)")
-    parser.add_argument("--data", help="data root (default $CIFAR10_ROOT or ./data)")
-    parser.add_argument("--save", help="folder for seed<N>.pt checkpoints of exactly the models evaluated")
+    parser = argparse.ArgumentParser(prog="python benchmarks/time_to_accuracy.py",
+                                     description=__doc__.split("\n\n")[0])
+    add_run_options(parser, several_seeds=True)
+    parser.add_argument("--out", help="folder for seed<N>.pt checkpoints of exactly the models evaluated")
     parser.add_argument("--compare", action="store_true", help="add the tutorial-style pipeline's throughput")
-    parser.add_argument("--quick", action="store_true", help="smoke run of the script (helpers.train.quick)")
     args = parser.parse_args(argv)
+    try:
+        measure(args)
+    except USER_ERRORS as error:
+        fail(parser, error)
 
-    device, recipe = pick_device(), PRESETS[args.preset]
+
+def measure(args) -> None:
+    name, preset, model_kwargs = resolve_options(args)
+    device, seeds = pick_device(), args.seed or [0]
     data = load_cifar10(args.data)
-    if args.quick:
-        data, recipe = quick(data, recipe)
-    if args.epochs is not None:
-        recipe = replace(recipe, epochs=args.epochs)
+    data = quick_data(data) if args.quick else data
     results = []
-    for seed in args.seeds:
-        results.append(run_seed(data, recipe, seed, device, args.save))
-        print(json.dumps({"preset": args.preset, **results[-1]}), flush=True)
+    for seed in seeds:
+        results.append(run_seed(data, name, preset, model_kwargs, seed, device, args.out))
+        print(json.dumps({"preset": name, **results[-1]}), flush=True)
     if args.compare:
-        print(json.dumps(compare_pipelines(data, recipe, device)), flush=True)
+        print(json.dumps(compare_pipelines(data, preset, results[-1]["precision"], device)), flush=True)
     accuracies = [r["test_acc"] for r in results]
-    print(json.dumps({"summary": args.preset, "seeds": args.seeds, "mean_test_acc": round(statistics.mean(accuracies), 2),
+    print(json.dumps({"summary": name, "seeds": seeds, "mean_test_acc": round(statistics.mean(accuracies), 2),
                       "min_test_acc": min(accuracies),
                       "mean_test_acc_plain": round(statistics.mean(r["test_acc_plain"] for r in results), 2),
                       "median_train_seconds": statistics.median(r["train_seconds"] for r in results),
-                      "max_train_seconds": max(r["train_seconds"] for r in results)}))
+                      "max_train_seconds": max(r["train_seconds"] for r in results),
+                      "median_peak_tflop_s": statistics.median(r["peak_tflop_s"] for r in results)}))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
     python benchmarks/verify_checkpoints.py runs/bench/seed*.pt --data ../shared/data --report runs/bench.jsonl
 
-Only the architecture comes from helpers.models (build_model); the test images are read straight from
-the official binary file and the accuracy (plain and flip-TTA) is computed here in a few lines of torch.
+Only the network comes from helpers (helpers.checkpoints.rebuild_model); the test images are read straight from
+the official binary file, or from torchvision's python file after checking its official MD5 (it is a pickle),
+and the accuracy (plain and flip-TTA) is computed here in a few lines of torch.
 """
 import argparse
+import hashlib
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -15,21 +18,31 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.models import build_model  # noqa: E402
+from helpers.checkpoints import rebuild_model  # noqa: E402
+
+PYTHON_TEST_MD5 = "40351d587109b95175f43aff81a1287e"  # torchvision's cifar-10-batches-py/test_batch
 
 
 def official_test_set(data_root: Path):
-    """test_batch.bin: 10,000 records of 1 label byte and 3,072 pixel bytes (R, G, B planes)."""
-    raw = np.fromfile(data_root / "cifar-10-batches-bin" / "test_batch.bin", dtype=np.uint8).reshape(-1, 3073)
-    return torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).copy()), torch.from_numpy(raw[:, 0].astype(np.int64))
+    """The 10,000 test images and labels, from whichever official layout the data root holds."""
+    binary = data_root / "cifar-10-batches-bin" / "test_batch.bin"
+    if binary.is_file():  # records of 1 label byte and 3,072 pixel bytes (R, G, B planes)
+        raw = np.fromfile(binary, dtype=np.uint8).reshape(-1, 3073)
+        return torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).copy()), torch.from_numpy(raw[:, 0].astype(np.int64))
+    python = data_root / "cifar-10-batches-py" / "test_batch"
+    if not python.is_file():
+        sys.exit(f"error: neither {binary} nor {python} exists")
+    raw = python.read_bytes()
+    if hashlib.md5(raw).hexdigest() != PYTHON_TEST_MD5:
+        sys.exit(f"error: {python} is not the official file (MD5 differs); it is a pickle, so it is not opened")
+    batch = pickle.loads(raw, encoding="bytes")
+    images = torch.from_numpy(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+    return images, torch.tensor(batch[b"labels"], dtype=torch.int64)
 
 
 @torch.no_grad()
 def accuracies(path: Path, images, labels):
-    checkpoint = torch.load(path, weights_only=True)
-    model = build_model(checkpoint.get("architecture", "S7Net"), **checkpoint["model_kwargs"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
+    model = rebuild_model(torch.load(path, weights_only=True), path).eval()
     plain, tta = [], []
     for x in (images[i:i + 1000].float() / 255 for i in range(0, len(images), 1000)):
         logits = model(x)
@@ -41,7 +54,7 @@ def accuracies(path: Path, images, labels):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--data", type=Path, required=True, help="folder holding cifar-10-batches-bin/")
+    parser.add_argument("--data", type=Path, required=True, help="folder holding cifar-10-batches-bin/ or cifar-10-batches-py/")
     parser.add_argument("--report", type=Path, help="the benchmark's JSON lines, to compare with")
     args = parser.parse_args()
     reported = {}

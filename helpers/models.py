@@ -17,23 +17,31 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 class Normalize(nn.Module):
-    """Per-channel (x - mean) / std with the CIFAR-10 statistics kept as buffers (saved with the weights)."""
+    """Per-channel (x - mean) / std, the statistics kept as buffers (saved with the weights)."""
 
     def __init__(self, mean=CIFAR10_MEAN, std=CIFAR10_STD):
         super().__init__()
+        self.stats = (tuple(mean), tuple(std))  # plain numbers too: usable wherever the buffers happen to live
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
     def forward(self, x):
         return (x - self.mean) / self.std
 
+    def on(self, x):
+        """The same normalisation computed on x's device, whichever device the module is on."""
+        mean, std = (torch.tensor(s, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) for s in self.stats)
+        return (x - mean) / std
+
 
 class TutorialNet(nn.Module):
-    """The CIFAR-10 network of the PyTorch "Training a classifier" tutorial (62,006 parameters)."""
+    """The CIFAR-10 network of the PyTorch "Training a classifier" tutorial (62,006 parameters), with the
+    tutorial's own input normalisation (mean 0.5, std 0.5 per channel)."""
 
     def __init__(self):
         super().__init__()
-        self.normalize = Normalize()
+        self.model_kwargs = {}
+        self.normalize = Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
         self.conv1 = nn.Conv2d(3, 6, 5)
         self.pool = nn.MaxPool2d(2, 2)
         self.conv2 = nn.Conv2d(6, 16, 5)
@@ -50,7 +58,29 @@ class TutorialNet(nn.Module):
         return self.fc3(x)
 
 
-class S7Net(nn.Module):
+class C1C2C3C4O(nn.Module):
+    """The assignment's architecture, said once in code: normalise, then C1, max-pool, C2, max-pool, C3, max-pool,
+    C4, and the output stage O. A network of this kind chooses its four blocks and its output; the three max-pools
+    and the order are fixed here. `model_kwargs` are the arguments that rebuild it (checkpoints store them)."""
+
+    def __init__(self, model_kwargs: dict, c1: nn.Module, c2: nn.Module, c3: nn.Module, c4: nn.Module,
+                 output: nn.Module):
+        super().__init__()
+        self.model_kwargs = model_kwargs
+        self.normalize = Normalize()
+        self.c1, self.pool1 = c1, nn.MaxPool2d(2)
+        self.c2, self.pool2 = c2, nn.MaxPool2d(2)
+        self.c3, self.pool3 = c3, nn.MaxPool2d(2)
+        self.c4, self.output = c4, output
+
+    def forward(self, x):
+        x = self.pool1(self.c1(self.normalize(x)))
+        x = self.pool2(self.c2(x))
+        x = self.pool3(self.c3(x))
+        return self.output(self.c4(x))
+
+
+class S7Net(C1C2C3C4O):
     """C1 C2 C3 C4 O: four convolution blocks with a max-pool between each pair, then GAP and a linear layer.
 
     C1 (32x32) is a single cheap 3x3 conv: full resolution is where every multiply costs the most.
@@ -60,27 +90,15 @@ class S7Net(nn.Module):
     """
 
     def __init__(self, widths=(32, 64, 128, 192), num_classes: int = 10, dilation: int = 2):
-        super().__init__()
-        self.model_kwargs = {"widths": list(widths), "num_classes": num_classes, "dilation": dilation}
         w1, w2, w3, w4 = widths
-        self.normalize = Normalize()
-        self.c1 = nn.Sequential(ConvBNReLU(conv3x3(3, w1), w1))
-        self.pool1 = nn.MaxPool2d(2)
-        self.c2 = nn.Sequential(ConvBNReLU(conv3x3(w1, w2), w2),
-                                ConvBNReLU(DepthwiseSeparableConv2d(w2, w2), w2))
-        self.pool2 = nn.MaxPool2d(2)
-        self.c3 = nn.Sequential(ConvBNReLU(conv3x3(w2, w3, dilation=dilation), w3),
-                                ConvBNReLU(DepthwiseSeparableConv2d(w3, w3), w3))
-        self.pool3 = nn.MaxPool2d(2)
-        self.c4 = nn.Sequential(ConvBNReLU(conv3x3(w3, w4), w4),
-                                ConvBNReLU(conv3x3(w4, w4), w4))
-        self.output = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w4, num_classes))
-
-    def forward(self, x):
-        x = self.pool1(self.c1(self.normalize(x)))
-        x = self.pool2(self.c2(x))
-        x = self.pool3(self.c3(x))
-        return self.output(self.c4(x))
+        super().__init__(
+            {"widths": list(widths), "num_classes": num_classes, "dilation": dilation},
+            c1=nn.Sequential(ConvBNReLU(conv3x3(3, w1), w1)),
+            c2=nn.Sequential(ConvBNReLU(conv3x3(w1, w2), w2), ConvBNReLU(DepthwiseSeparableConv2d(w2, w2), w2)),
+            c3=nn.Sequential(ConvBNReLU(conv3x3(w2, w3, dilation=dilation), w3),
+                             ConvBNReLU(DepthwiseSeparableConv2d(w3, w3), w3)),
+            c4=nn.Sequential(ConvBNReLU(conv3x3(w3, w4), w4), ConvBNReLU(conv3x3(w4, w4), w4)),
+            output=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w4, num_classes)))
 
 
 class PatchWhitening(nn.Conv2d):
@@ -133,7 +151,7 @@ class ScaledLinear(nn.Linear):
         return super().forward(x) * self.scale
 
 
-class S7AirNet(nn.Module):
+class S7AirNet(C1C2C3C4O):
     """C1 C2 C3 C4 O after airbench (Keller Jordan's fastest CIFAR-10 trainer), cut to fit under 1M parameters.
 
     Each block ends with the conv that widens the channels; the max-pool follows it at once, and BatchNorm and GELU
@@ -146,40 +164,31 @@ class S7AirNet(nn.Module):
     """
 
     def __init__(self, widths=(64, 256, 256, 256), num_classes: int = 10, dilation: int = 2):
-        super().__init__()
-        self.model_kwargs = {"widths": list(widths), "num_classes": num_classes, "dilation": dilation}
         w1, w2, w3, w4 = widths
-        self.normalize = Normalize()
-        self.c1 = nn.Sequential(PatchWhitening(), nn.GELU(), identity_init(conv3x3(24, w1)))
-        self.pool1 = nn.MaxPool2d(2)
-        self.c2 = nn.Sequential(*norm_act(w1), identity_init(conv3x3(w1, w1, dilation=dilation)),
-                                *norm_act(w1), identity_init(conv3x3(w1, w2)))
-        self.pool2 = nn.MaxPool2d(2)
-        self.c3 = nn.Sequential(*norm_act(w2), identity_init(conv3x3(w2, w2)),
-                                *norm_act(w2), DepthwiseSeparableConv2d(w2, w3))
-        self.pool3 = nn.MaxPool2d(2)
-        self.c4 = nn.Sequential(*norm_act(w3), DepthwiseSeparableConv2d(w3, w4), *norm_act(w4))
-        self.output = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), ScaledLinear(w4, num_classes, 1 / 9))
+        super().__init__(
+            {"widths": list(widths), "num_classes": num_classes, "dilation": dilation},
+            c1=nn.Sequential(PatchWhitening(), nn.GELU(), identity_init(conv3x3(24, w1))),
+            c2=nn.Sequential(*norm_act(w1), identity_init(conv3x3(w1, w1, dilation=dilation)),
+                             *norm_act(w1), identity_init(conv3x3(w1, w2))),
+            c3=nn.Sequential(*norm_act(w2), identity_init(conv3x3(w2, w2)), *norm_act(w2),
+                             DepthwiseSeparableConv2d(w2, w3)),
+            c4=nn.Sequential(*norm_act(w3), DepthwiseSeparableConv2d(w3, w4), *norm_act(w4)),
+            output=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), ScaledLinear(w4, num_classes, 1 / 9)))
 
     def fit_whitening(self, images: torch.Tensor) -> None:
-        """Set C1's whitening filters from uint8 training images (5,000 are plenty); call once, before training."""
-        self.c1[0].fit(self.normalize(to_float(images.cpu())))
-
-    def forward(self, x):
-        x = self.pool1(self.c1(self.normalize(x)))
-        x = self.pool2(self.c2(x))
-        x = self.pool3(self.c3(x))
-        return self.output(self.c4(x))
+        """Set C1's whitening filters from uint8 training images (5,000 are plenty); call once, before training.
+        The statistics are computed on the CPU in float64, wherever the model already is."""
+        self.c1[0].fit(self.normalize.on(to_float(images.cpu())))
 
 
 def norm_act(channels: int):
     return ShiftBatchNorm2d(channels), nn.GELU()
 
 
-ARCHITECTURES = {"S7Net": S7Net, "S7AirNet": S7AirNet}
+ARCHITECTURES = {"S7Net": S7Net, "S7AirNet": S7AirNet, "TutorialNet": TutorialNet}
 
 
-def build_model(architecture: str = "S7Net", **model_kwargs) -> nn.Module:
+def build_model(architecture: str, **model_kwargs) -> nn.Module:
     """One of ARCHITECTURES by name: how presets, checkpoints and the command line say which network they mean."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}: choose from {', '.join(ARCHITECTURES)}")

@@ -10,7 +10,8 @@ from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
 from .data import CLASSES
-from .train import CheckpointError, load_model, predict
+from .checkpoints import CheckpointError, load_model
+from .evaluation import predict
 
 PROG = "python -m helpers.predict"
 

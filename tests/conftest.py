@@ -1,5 +1,4 @@
 """Shared fixtures: small made-up CIFAR-10 folders in both layouts, and the real data when present."""
-import os
 import pickle
 import socket
 from pathlib import Path
@@ -7,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.data import BINARY_FOLDER, PYTHON_FOLDER, TEST_FILES, TRAIN_FILES
+from helpers.data import BINARY_FOLDER, PYTHON_FOLDER, TEST_FILES, TRAIN_FILES, default_data_root, find_layout
 
 
 def made_up_images(n: int, seed: int):
@@ -51,10 +50,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def real_data_root():
-    """The real CIFAR-10 ($CIFAR10_ROOT, else ../shared/data beside the checkout); skip when absent."""
-    root = Path(os.environ.get("CIFAR10_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    if not (root / BINARY_FOLDER).is_dir() and not (root / PYTHON_FOLDER).is_dir():
-        pytest.skip(f"real CIFAR-10 not found under {root}")
+    """The real CIFAR-10 where the code itself looks (helpers.data.default_data_root: $CIFAR10_ROOT, else ./data);
+    the tests that need it skip, saying where they looked, when it is not there."""
+    root = default_data_root()
+    if find_layout(root) is None:
+        pytest.skip(f"real CIFAR-10 not found in {root.resolve()}: put it in ./data or set $CIFAR10_ROOT")
     return root
 
 

@@ -11,8 +11,11 @@ from helpers.data import to_float, train_batches
 from helpers.models import PatchWhitening, S7AirNet, S7Net, build_model, count_parameters, identity_init
 from helpers.receptive_field import empirical_rf, final_rf, rf_table
 from helpers.spec import check_s7, format_checks
-from helpers.train import (PRESETS, Recipe, load_model, main, parameter_groups, predict, save_checkpoint,
-                           seed_everything, train)
+from helpers.checkpoints import load_model, save_checkpoint
+from helpers.cli import main
+from helpers.evaluation import predict
+from helpers.recipes import PRESETS, Recipe
+from helpers.train import parameter_groups, seed_everything, train
 
 CPU = torch.device("cpu")
 TINY_AIR = (8, 16, 16, 16)  # S7AirNet widths small enough for a few CPU steps in a test
@@ -35,8 +38,8 @@ def test_frozen_parameters_count_towards_the_limit():
 
 
 def test_build_model_names_the_architectures():
-    assert type(build_model("S7AirNet", widths=TINY_AIR)) is S7AirNet and type(build_model()) is S7Net
-    with pytest.raises(ValueError, match="unknown architecture 'ResNet': choose from S7Net, S7AirNet"):
+    assert type(build_model("S7AirNet", widths=TINY_AIR)) is S7AirNet and type(build_model("S7Net")) is S7Net
+    with pytest.raises(ValueError, match="unknown architecture 'ResNet': choose from S7Net, S7AirNet, TutorialNet"):
         build_model("ResNet")
 
 
@@ -70,7 +73,7 @@ def test_alternating_flip_shows_each_image_mirrored_every_other_epoch():
 
 
 def test_batchnorm_shifts_learn_faster_with_the_same_decay_and_frozen_weights_stay_out():
-    model, recipe = S7AirNet(TINY_AIR), PRESETS["full"]
+    model, recipe = S7AirNet(TINY_AIR), PRESETS["full"].recipe
     others, norms = parameter_groups(model, recipe)
     batchnorm_shifts = [m.bias for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert [id(p) for p in norms["params"]] == [id(p) for p in batchnorm_shifts]
@@ -86,7 +89,7 @@ def test_full_preset_trains_s7airnet_with_whitening_from_the_data(real_data):
     data = real_data.subset(1024, 200)
     seed_everything(0)
     model = S7AirNet(TINY_AIR)
-    history = train(model, data, replace(PRESETS["full"], epochs=3, batch_size=64), device=CPU, progress=False)
+    history = train(model, data, replace(PRESETS["full"].recipe, epochs=3, batch_size=64), device=CPU, progress=False)
     assert history[-1]["loss"] < history[0]["loss"] - 0.1
     assert history[-1]["test_acc"] > 20  # chance is 10%
     fitted = PatchWhitening()
@@ -111,4 +114,4 @@ def test_checkpoints_name_their_architecture(tmp_path, real_data):
 def test_command_line_full_preset_trains_and_saves_s7airnet(tmp_path, real_data_root, capsys):
     test_acc = main(["--preset", "full", "--quick", "--data", str(real_data_root), "--out", str(tmp_path)])
     assert "S7AirNet: 928,824 parameters" in capsys.readouterr().out
-    assert type(load_model(tmp_path / "s7net.pt")) is S7AirNet and 0 <= test_acc <= 100
+    assert type(load_model(tmp_path / "s7airnet.pt")) is S7AirNet and 0 <= test_acc <= 100

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.models import build_model
+from helpers.zoo import count_macs
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,13 +22,19 @@ def run_script(*args) -> str:
 def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_path, real_data_root, preset,
                                                                           architecture, params):
     out = run_script("benchmarks/time_to_accuracy.py", "--preset", preset, "--quick", "--epochs", "2",
-                     "--seeds", "0", "1", "--data", real_data_root, "--save", tmp_path)
+                     "--seed", "0", "1", "--data", real_data_root, "--out", tmp_path)
     records = [json.loads(line) for line in out.splitlines()]
     runs, summary = records[:-1], records[-1]
     assert [r["seed"] for r in runs] == [0, 1]
     for r in runs:
         assert (r["architecture"], r["params"], r["epochs"], r["device"]) == (architecture, params, 2, "cpu")
-        assert r["train_seconds"] > 0 and r["images_per_second"] > 0
+        assert r["train_seconds"] > 0 and r["images_per_second"] > 0 and r["precision"] in ("fp32", "bf16")
+        # Against the machine's own limit: the work done, and the compute the machine offered meanwhile.
+        images = 2 * (2048 // 256) * 256  # quick mode: 2 epochs of 8 batches of 256
+        assert r["train_tflop"] == round(6 * count_macs(build_model(architecture), (3, 32, 32)) * images / 1e12, 3)
+        assert r["peak_gflops"] > 1 and r["peak_tflop_s"] == pytest.approx(r["train_seconds"] * r["peak_gflops"] / 1000,
+                                                                           abs=0.01)
+        assert r["efficiency"] == pytest.approx(r["train_tflop"] / r["peak_tflop_s"], rel=0.02)
         assert 0 <= r["test_acc_plain"] <= 100 and 0 <= r["test_acc"] <= 100
         assert Path(r["checkpoint"]) == tmp_path / f"seed{r['seed']}.pt"
     assert summary["mean_test_acc"] == round(sum(r["test_acc"] for r in runs) / 2, 2)
@@ -39,3 +48,11 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
     images, labels = official_test_set(real_data_root)
     for r in runs:
         assert accuracies(Path(r["checkpoint"]), images[:1000], labels[:1000]) == [r["test_acc"], r["test_acc_plain"]]
+
+
+def test_a_bad_value_is_one_error_line_and_status_2(real_data_root):
+    result = subprocess.run([sys.executable, "benchmarks/time_to_accuracy.py", "--quick", "--batch-size", "4096",
+                             "--data", str(real_data_root)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr == ("python benchmarks/time_to_accuracy.py: error: batch size 4096 is larger than the 2048 "
+                             "training images: lower it or use more data\n")

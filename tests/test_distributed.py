@@ -10,11 +10,13 @@ from helpers import train as train_module
 from helpers.data import CIFAR10, train_batches
 from helpers.distributed import distributed_session
 from helpers.models import TutorialNet
-from helpers.train import ConfigError, Recipe, load_model, seed_everything, train
+from helpers.checkpoints import load_model
+from helpers.recipes import Recipe
+from helpers.train import ConfigError, seed_everything, train
 from tests.conftest import free_port, made_up_images
 
 # Plain fp32 and layout: what is compared is the arithmetic of the update, to a tight tolerance.
-RECIPE = Recipe(epochs=2, batch_size=64, lr=0.05, bf16=False, channels_last=False, tta=False)
+RECIPE = Recipe(epochs=2, batch_size=64, lr=0.05, precision="fp32", channels_last=False, tta=False)
 
 
 def loopback_env() -> dict:

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from helpers.convs import DepthwiseSeparableConv2d
-from helpers.models import CIFAR10_MEAN, CIFAR10_STD, S7Net, TutorialNet, count_parameters
+from helpers.models import CIFAR10_MEAN, CIFAR10_STD, S7AirNet, S7Net, TutorialNet, count_parameters
 
 
 def test_tutorial_net_is_the_pytorch_tutorial_network():
@@ -29,7 +29,12 @@ def test_widths_scale_the_same_class_down_and_up():
     assert small(torch.rand(1, 3, 32, 32)).shape == (1, 10)
 
 
-@pytest.mark.parametrize("make", [TutorialNet, S7Net])
+def test_tutorial_net_normalises_as_the_tutorial_does():
+    state = TutorialNet().state_dict()
+    assert state["normalize.mean"].flatten().tolist() == state["normalize.std"].flatten().tolist() == [0.5] * 3
+
+
+@pytest.mark.parametrize("make", [S7Net, S7AirNet])
 def test_models_normalise_inside_with_cifar_statistics_saved_as_buffers(make):
     model = make()
     state = model.state_dict()
@@ -38,6 +43,7 @@ def test_models_normalise_inside_with_cifar_statistics_saved_as_buffers(make):
     x = torch.rand(1, 3, 32, 32)
     normalised = model.normalize(x)
     assert torch.allclose(normalised[0, 1], (x[0, 1] - CIFAR10_MEAN[1]) / CIFAR10_STD[1])
+    assert torch.equal(model.normalize.on(x), normalised)  # the same, computed wherever x lives
 
 
 def test_model_kwargs_rebuild_the_same_architecture():

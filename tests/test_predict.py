@@ -11,7 +11,10 @@ from PIL import Image
 from helpers.data import CLASSES
 from helpers.models import S7Net
 from helpers.predict import NotAnImageError, load_image, main, top_classes
-from helpers.train import Recipe, load_model, predict, save_checkpoint, seed_everything, train
+from helpers.checkpoints import load_model, save_checkpoint
+from helpers.evaluation import predict
+from helpers.recipes import Recipe
+from helpers.train import seed_everything, train
 
 LINE = re.compile(r"^(.+): (\w+) ([01]\.\d{3}), (\w+) ([01]\.\d{3}), (\w+) ([01]\.\d{3})$")
 
@@ -21,7 +24,7 @@ def weights(real_data, tmp_path_factory):
     """A tiny S7Net trained for a moment: its predictions are not uniform, so the order means something."""
     generator = seed_everything(0)
     model = S7Net((8, 16, 32, 48))
-    train(model, real_data.subset(1024, 10), replace(Recipe(), epochs=1, batch_size=64), generator,
+    train(model, real_data.subset(1024, 10), replace(Recipe(), epochs=1, batch_size=64, precision="fp32"), generator,
           torch.device("cpu"), progress=False, evaluate_each_epoch=False)
     return save_checkpoint(model, tmp_path_factory.mktemp("weights") / "s7net.pt")
 

@@ -9,15 +9,18 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 
-from helpers import train as train_module
+from helpers import cli as cli_module
 from helpers.data import BINARY_FOLDER, PYTHON_FOLDER
 from helpers.models import S7Net
-from helpers.train import (RESUME_KEYS, CheckpointError, ConfigError, NonFiniteLossError, Recipe, load_checkpoint,
-                           load_model, load_resumable, main, save_checkpoint, seed_everything, train)
+from helpers.checkpoints import (RESUME_KEYS, CheckpointError, load_checkpoint, load_model, load_resumable,
+                                 save_checkpoint)
+from helpers.cli import main
+from helpers.recipes import Recipe
+from helpers.train import ConfigError, NonFiniteLossError, seed_everything, train
 from tests.conftest import free_port, write_binary_layout
 
 TINY = ["8", "16", "32", "48"]  # S7Net widths small enough for a few CPU steps in a test
-RECIPE = Recipe(epochs=3, batch_size=64)  # 4 steps an epoch on the 256 images below
+RECIPE = Recipe(epochs=3, batch_size=64, precision="fp32")  # 4 steps an epoch on the 256 images below
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def test_resuming_with_another_recipe_is_refused(small, tmp_path):
 
 
 def test_command_line_resumes_to_exactly_the_weights_of_an_uninterrupted_run(small, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train_module, "load_cifar10", lambda root: small)
+    monkeypatch.setattr(cli_module, "load_cifar10", lambda root: small)
     run = ["--epochs", "2", "--batch-size", "64", "--widths", *TINY, "--seed", "1"]
     assert main([*run, "--stop-after-epoch", "1", "--out", str(tmp_path / "a")]) is None
     assert f"stopped after epoch 1 of 2; go on with: python -m helpers.train --resume {tmp_path / 'a' / 'last.pt'}" \

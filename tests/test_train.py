@@ -5,15 +5,18 @@ import pytest
 import torch
 
 from helpers.models import S7Net
-from helpers.train import (Recipe, evaluate, load_model, main, predict, quick, save_checkpoint, seed_everything,
-                           train, triangular_lr)
+from helpers.checkpoints import load_model, save_checkpoint
+from helpers.cli import main
+from helpers.evaluation import evaluate, predict
+from helpers.recipes import Recipe, quick_data, resolve
+from helpers.train import learning_rate, seed_everything, train
 
 TINY = (8, 16, 32, 48)  # S7Net widths small enough for a few CPU steps in a test
 
 
 def test_triangular_schedule_rises_to_the_peak_then_falls_to_zero():
     recipe = Recipe(lr=0.4, warmup=0.25)
-    lrs = [triangular_lr(step, 100, recipe) for step in range(100)]
+    lrs = [learning_rate(step, 100, recipe) for step in range(100)]
     assert lrs[0] == pytest.approx(0.4 / 25)
     assert max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 24
     assert all(a < b for a, b in zip(lrs[:25], lrs[1:25]))
@@ -29,7 +32,7 @@ def small_real(real_data):
 def _train(data, seed=0, **overrides):
     generator = seed_everything(seed)
     model = S7Net(TINY)
-    recipe = replace(Recipe(), **{"batch_size": 64, "epochs": 3, **overrides})
+    recipe = replace(Recipe(), **{"batch_size": 64, "epochs": 3, "precision": "fp32", **overrides})
     history = train(model, data, recipe, generator, torch.device("cpu"), progress=False)
     return model, history
 
@@ -87,9 +90,14 @@ def test_checkpoint_rebuilds_exactly_the_evaluated_model(tmp_path, small_real):
         assert torch.allclose(logits, expected, atol=1e-4) and torch.equal(logits.argmax(1), expected.argmax(1))
 
 
-def test_quick_mode_shrinks_data_and_schedule(small_real):
-    data, recipe = quick(small_real, Recipe())
-    assert (len(data.train_images), len(data.test_images), recipe.epochs, recipe.batch_size) == (1024, 500, 1, 256)
+def test_quick_mode_shrinks_data_and_schedule_and_explicit_overrides_still_win(small_real):
+    data = quick_data(small_real)
+    assert (len(data.train_images), len(data.test_images)) == (1024, 500)  # all of small_real's 1024 and 500
+    quick = resolve("full", quick=True).recipe
+    assert (quick.epochs, quick.batch_size, quick.lr) == (1, 256, resolve("full").recipe.lr)
+    overridden = resolve("full", quick=True, epochs=2, batch_size=64, precision="fp16").recipe
+    assert (overridden.epochs, overridden.batch_size, overridden.precision) == (2, 64, "fp16")
+    assert resolve("fast", epochs=None).recipe == Recipe()  # None keeps the preset's value
 
 
 def test_command_line_help_lists_the_options(capsys):

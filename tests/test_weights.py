@@ -4,7 +4,8 @@ from pathlib import Path
 import torch
 
 from helpers.spec import check_s7
-from helpers.train import evaluate, load_model
+from helpers.checkpoints import load_model
+from helpers.evaluation import evaluate
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "s7airnet-full-seed0.pt"
 

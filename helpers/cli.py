@@ -1,0 +1,205 @@
+"""The command lines: one vocabulary of options for every command, and `python -m helpers.train` itself.
+
+Every command that trains (this one and benchmarks/time_to_accuracy.py) takes the same options with the same
+meanings, resolved by helpers.recipes.resolve; a user's mistake ends any of them with one `error:` line and
+status 2, an interruption with one line saying what was kept and status 130.
+"""
+import argparse
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .checkpoints import CheckpointError, load_resumable, model_filename, save_checkpoint
+from .data import DatasetError, load_cifar10
+from .device import describe_device
+from .distributed import distributed_session, is_main_process, world_size
+from .evaluation import evaluate
+from .models import build_model, count_parameters
+from .recipes import DEFAULT_PRESET, PRECISIONS, PRESETS, Preset, quick_data, recipe_from_dict, resolve
+from .spec import check_s7
+from .train import ConfigError, NonFiniteLossError, seed_everything, train
+
+USER_ERRORS = (DatasetError, ConfigError, CheckpointError, NonFiniteLossError)
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
+    return value
+
+
+def seed_value(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is not a seed from 0 to 2**63 - 1")
+    return value
+
+
+def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False) -> None:
+    """The options every training command shares; --quick composes with the others the same way everywhere."""
+    parser.add_argument("--preset", choices=sorted(PRESETS), help=f"network and training recipe (default "
+                                                                   f"{DEFAULT_PRESET}: S7Net; full: S7AirNet)")
+    parser.add_argument("--epochs", type=positive_int, help="override the preset's number of epochs (the "
+                                                            "learning-rate schedule spans them)")
+    parser.add_argument("--batch-size", type=positive_int, help="override the preset's (global) batch size")
+    parser.add_argument("--widths", type=positive_int, nargs=4, metavar="W",
+                        help="channels in C1 C2 C3 C4 (default: the preset network's, S7Net 32 64 128 192, "
+                             "S7AirNet 64 256 256 256)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="arithmetic of the training steps (default auto: "
+                        "bf16 or fp16 on a GPU, whichever of fp32 and bf16 measures faster on a CPU)")
+    parser.add_argument("--data", help="data root holding cifar-10-batches-bin/ or -py/ (default $CIFAR10_ROOT "
+                                       "or ./data; downloaded there when missing)")
+    parser.add_argument("--seed", type=seed_value, nargs="+" if several_seeds else None,
+                        help="random seed" + ("s, one run each" if several_seeds else "") + " (default 0)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="smoke run: 2,048 training images, one epoch at batch 256 unless overridden")
+
+
+def resolve_options(args) -> tuple[str, Preset, dict]:
+    """(preset name, the preset as it will run, model kwargs) from the shared options."""
+    name = args.preset or DEFAULT_PRESET
+    preset = resolve(name, quick=bool(args.quick), epochs=args.epochs, batch_size=args.batch_size,
+                     precision=args.precision)
+    return name, preset, ({"widths": args.widths} if args.widths else {})
+
+
+def fail(parser: argparse.ArgumentParser, error: Exception) -> None:
+    """The one way a command reports a user's mistake: `prog: error: message`, status 2."""
+    parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run: the message says what was kept and how to go on."""
+
+
+# What --resume takes from the checkpoint instead of the command line.
+RUN_OPTIONS = ("preset", "epochs", "batch_size", "widths", "precision", "seed", "quick")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m helpers.train",
+                                     description="Train an S7 network on CIFAR-10 and print the final test accuracy. "
+                                                 "Under torchrun, one process per GPU (DistributedDataParallel).")
+    add_run_options(parser)
+    parser.add_argument("--out", help="folder for the final model, history.json and last.pt, the state to resume "
+                                      "from written after every epoch (default runs/PRESET-seedN)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in an --out that holds an unfinished run (its last.pt is replaced)")
+    parser.add_argument("--check", action="store_true",
+                        help="stop before training when the model fails the S7 checks (parameters, RF, ...)")
+    parser.add_argument("--resume", metavar="LAST_PT", help="continue the run saved in this last.pt, with its "
+                                                            "own recipe, widths, seed and data slice")
+    parser.add_argument("--stop-after-epoch", type=positive_int, metavar="K",
+                        help="stop after epoch K (the schedule still spans all epochs); go on later with --resume")
+    return parser
+
+
+def main(argv=None):
+    """`python -m helpers.train`: train, evaluate, save; return the final test accuracy (None when stopped)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = [f"--{name.replace('_', '-')}" for name in RUN_OPTIONS if getattr(args, name) is not None]
+    if args.resume and (given or args.overwrite):
+        parser.error(f"--resume continues a run with its own settings: drop {', '.join(given or ['--overwrite'])}")
+    try:
+        with distributed_session() as device:
+            return run(args, device)
+    except USER_ERRORS as error:
+        fail(parser, error)
+    except Interrupted as interruption:
+        parser.exit(130, f"{parser.prog}: interrupted: {interruption}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"{parser.prog}: interrupted before training began; nothing was saved\n")
+
+
+def run(args, device):
+    """Train, evaluate and save as the parsed command line says."""
+    if args.resume:
+        checkpoint = load_resumable(args.resume)
+        recipe, model_kwargs = recipe_from_dict(checkpoint["recipe"]), checkpoint["model_kwargs"]
+        architecture, config = checkpoint["architecture"], {"seed": 0, "quick": False, **checkpoint["config"]}
+        out = Path(args.resume).parent
+    else:
+        name, preset, model_kwargs = resolve_options(args)
+        checkpoint, recipe, architecture = None, preset.recipe, preset.architecture
+        config = {"preset": name, "seed": args.seed or 0, "quick": bool(args.quick)}
+        out = Path(args.out or f"runs/{name}{'-quick' if args.quick else ''}-seed{config['seed']}")
+        if is_main_process():
+            prepare_out(out, args.overwrite)
+    report = print if is_main_process() else (lambda *_, **__: None)
+    report(describe_device(device) + (f"; {world_size()} processes (DistributedDataParallel)"
+                                      if world_size() > 1 else ""))
+    generator = seed_everything(config["seed"])
+    model = build_model(architecture, **model_kwargs)
+    if args.check:
+        require_s7(model)
+    data = load_cifar10(args.data)
+    data = quick_data(data) if config["quick"] else data
+    report(f"{architecture}: {count_parameters(model):,} parameters; {recipe}")
+    try:
+        history = train(model, data, recipe, generator, device, checkpoint_path=out / "last.pt",
+                        resume_from=checkpoint, stop_after_epoch=args.stop_after_epoch, config=config)
+    except KeyboardInterrupt:
+        raise Interrupted(resume_hint(out / "last.pt")) from None
+    if len(history) < recipe.epochs:
+        report(f"stopped after epoch {len(history)} of {recipe.epochs}; go on with: "
+               f"python -m helpers.train --resume {out / 'last.pt'}")
+        return None
+    recipe = recipe_from_dict({**asdict(recipe), "precision": history[-1]["precision"]})
+    test_acc = evaluate(model, data.test_images, data.test_labels, tta=recipe.tta)
+    if is_main_process():
+        saved = save_checkpoint(model, out / model_filename(architecture), recipe=asdict(recipe), **config,
+                                test_acc=test_acc)
+        (out / "history.json").write_text(json.dumps({"architecture": architecture, "recipe": asdict(recipe),
+                                                      **config, "history": history, "test_acc": test_acc}, indent=1))
+        report(f"final test accuracy: {test_acc:.2f}% (TTA {'on' if recipe.tta else 'off'}); saved {saved}")
+    return test_acc
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Check the run's folder before any training, so that no epoch is trained for nothing and nothing is lost:
+    it must be a writable folder, and an unfinished run in it is resumed, not silently replaced."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder: choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as error:
+        raise ConfigError(f"cannot write to --out {out} ({error.strerror or error}): choose another --out") from None
+    last = out / "last.pt"
+    if not last.exists():
+        return
+    if overwrite:
+        last.unlink()
+        return
+    try:
+        saved = load_resumable(last)
+        unfinished = saved["epoch"] < saved["recipe"]["epochs"]
+    except CheckpointError:
+        unfinished = True
+    if unfinished:
+        raise ConfigError(f"{out} holds an unfinished run: continue it with `python -m helpers.train --resume "
+                          f"{last}`, choose another --out, or pass --overwrite to start over")
+    print(f"{out} holds a finished run: its files are replaced by this one's")
+
+
+def resume_hint(last: Path) -> str:
+    """What an interrupted run kept, and the exact command that continues it."""
+    try:
+        epoch = load_resumable(last)["epoch"]
+    except CheckpointError:
+        return "stopped before the first epoch ended; nothing was saved"
+    return f"epoch {epoch} is saved in {last}; go on with: python -m helpers.train --resume {last}"
+
+
+def require_s7(model) -> None:
+    """--check: refuse, before any training, a model that breaks the assignment's rules (accuracy comes later)."""
+    failed = [check for check in check_s7(model, device=torch.device("cpu")) if not check.passed and check.name != "test accuracy"]
+    if failed:
+        raise ConfigError("the model fails the S7 checks: " + "; ".join(
+            f"{check.name} is {check.measured}, required {check.required}" for check in failed))

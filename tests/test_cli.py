@@ -1,0 +1,168 @@
+"""The command line found by trying to break it: its folder checked before any training, no run lost or silently
+replaced, Ctrl-C answered with the command that resumes, and inconsistent checkpoints as one error line."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import cli as cli_module
+from helpers.checkpoints import CheckpointError, load_model, load_resumable, save_checkpoint
+from helpers.cli import main
+from helpers.models import S7Net
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--widths", "8", "16", "32", "48", "--batch-size", "64", "--precision", "fp32"]
+
+
+@pytest.fixture
+def small(real_data, monkeypatch):
+    """The command line on 256 training images: 4 steps an epoch."""
+    data = real_data.subset(256, 100)
+    monkeypatch.setattr(cli_module, "load_cifar10", lambda root: data)
+    return data
+
+
+def exits_with(argv, capsys, status=2) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_quick_composes_with_explicit_epochs_and_batch_size(small, tmp_path):
+    main(["--quick", "--epochs", "2", *TINY, "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "history.json").read_text())
+    assert [h["epoch"] for h in record["history"]] == [1, 2] and record["recipe"]["batch_size"] == 64
+
+
+def test_the_final_model_is_named_by_its_architecture_and_carries_its_provenance(small, tmp_path):
+    main(["--epochs", "1", *TINY, "--seed", "3", "--out", str(tmp_path)])
+    saved = torch.load(tmp_path / "s7net.pt", weights_only=True)
+    assert (saved["architecture"], saved["preset"], saved["seed"], saved["recipe"]["precision"]) == \
+        ("S7Net", "fast", 3, "fp32")
+    assert "architecture" not in saved["recipe"]  # stored once, beside the recipe
+
+
+def test_runs_get_their_own_folder_by_default(small, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["--epochs", "1", *TINY, "--seed", "2"])
+    assert (tmp_path / "runs" / "fast-seed2" / "s7net.pt").is_file()
+
+
+def test_an_out_that_is_a_file_is_refused_before_training(small, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli_module, "train", lambda *a, **k: pytest.fail("trained before checking --out"))
+    (tmp_path / "taken").write_text("mine")
+    err = exits_with(["--out", str(tmp_path / "taken"), *TINY], capsys)
+    assert "is a file, not a folder" in err and (tmp_path / "taken").read_text() == "mine"
+
+
+def test_a_read_only_out_is_refused_before_training(small, tmp_path, capsys, monkeypatch):
+    """Root (CI) ignores permission bits, so the write probe is made to fail as it does for a user."""
+    monkeypatch.setattr(cli_module, "train", lambda *a, **k: pytest.fail("trained before checking --out"))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cli_module.tempfile, "TemporaryFile", read_only)
+    assert "cannot write to --out" in exits_with(["--out", str(tmp_path), *TINY], capsys)
+
+
+def test_an_unfinished_run_is_refused_then_resumed_or_overwritten_on_request(small, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    main(["--epochs", "2", *TINY, "--out", out, "--stop-after-epoch", "1"])
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    err = exits_with(["--epochs", "2", *TINY, "--out", out], capsys)
+    assert "holds an unfinished run" in err and f"--resume {out}/last.pt" in err and "--overwrite" in err
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before  # nothing lost
+    main(["--epochs", "2", *TINY, "--out", out, "--overwrite"])
+    assert load_resumable(tmp_path / "run" / "last.pt")["epoch"] == 2
+    capsys.readouterr()
+    main(["--epochs", "1", *TINY, "--out", out])  # a finished run may be replaced, and it says so
+    assert "holds a finished run: its files are replaced" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999999", "-1"])
+def test_a_seed_out_of_range_is_one_error(seed, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--seed", seed])
+    assert exit_info.value.code == 2 and "is not a seed from 0 to 2**63 - 1" in capsys.readouterr().err
+
+
+def broken(tmp_path, **changes) -> Path:
+    """A resumable checkpoint of a real run with some of its parts changed."""
+    model = S7Net((8, 16, 32, 48))
+    checkpoint = {"architecture": "S7Net", "model_kwargs": model.model_kwargs,
+                  "state_dict": model.state_dict(), "recipe": {**asdict(cli_module.resolve("fast").recipe)},
+                  "optimizer": {}, "epoch": 1, "step": 4, "history": [], "torch_rng": torch.get_rng_state(),
+                  "generator": torch.Generator().get_state(), "train_images": 256, "config": {"seed": 0}}
+    for key, value in changes.items():
+        checkpoint[key] = value(checkpoint[key]) if callable(value) else value
+    torch.save(checkpoint, tmp_path / "last.pt")
+    return tmp_path / "last.pt"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"architecture": "ResNet"}, "names a network that cannot be built: unknown architecture 'ResNet'"),
+    ({"model_kwargs": {"widths": [8, 16, 32, 64], "num_classes": 10, "dilation": 2}},
+     "its weights do not fit S7Net"),
+    ({"model_kwargs": {"depth": 3}}, "names a network that cannot be built"),
+    ({"recipe": lambda recipe: {**recipe, "turbo": True}}, "holds a recipe this version cannot run: unknown recipe "
+                                                            "field(s) turbo"),
+])
+def test_inconsistent_checkpoints_are_one_checkpoint_error(tmp_path, capsys, small, changes, message):
+    path = broken(tmp_path, **changes)
+    with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_model(path) if "recipe" not in changes else load_resumable(path)
+    assert message in exits_with(["--resume", str(path)], capsys)
+
+
+def test_old_checkpoints_still_load(tmp_path):
+    """Before this layout: no architecture (an S7Net), and a recipe with "architecture" and "bf16" in it."""
+    model = S7Net((8, 16, 32, 48))
+    recipe = {**asdict(cli_module.resolve("fast").recipe), "architecture": "S7Net", "bf16": True}
+    del recipe["precision"]
+    torch.save({"model_kwargs": model.model_kwargs, "state_dict": model.state_dict(), "recipe": recipe},
+               tmp_path / "s7net.pt")
+    assert type(load_model(tmp_path / "s7net.pt")) is S7Net
+    assert cli_module.recipe_from_dict(recipe).precision == "bf16"
+
+
+def test_ctrl_c_says_where_the_last_good_epoch_is_and_how_to_resume(tmp_path, real_data_root):
+    """A real SIGINT to a real run, after its first epoch is saved: one line, status 130."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "helpers.train", "--preset", "full", "--quick", "--epochs", "50",
+                                "--widths", "8", "16", "16", "16", "--precision", "fp32", "--data",
+                                str(real_data_root), "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    last_line = err.rstrip("\n").split("\n")[-1]  # above it only the progress bar, which tqdm writes to stderr
+    assert last_line.startswith("python -m helpers.train: interrupted: epoch ") and "Traceback" not in err
+    assert f"is saved in {out / 'last.pt'}; go on with: python -m helpers.train --resume {out / 'last.pt'}" in err
+    assert load_resumable(out / "last.pt")["epoch"] >= 1
+
+
+def test_checkpoints_move_the_optimizer_state_to_the_cpu(tmp_path):
+    model = S7Net((8, 16, 32, 48))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.rand(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    meta_state = {**state, "state": {k: {n: v.to("meta") for n, v in s.items()} for k, s in state["state"].items()}}
+    with pytest.raises(NotImplementedError):  # a tensor on another device must be moved, not stored where it is
+        save_checkpoint(model, tmp_path / "x.pt", optimizer=meta_state)
+    save_checkpoint(model, tmp_path / "y.pt", optimizer=state)
+    saved = torch.load(tmp_path / "y.pt", weights_only=True)["optimizer"]["state"]
+    assert all(v.device.type == "cpu" for s in saved.values() for v in s.values())
