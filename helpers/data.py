@@ -57,7 +57,13 @@ RETRY_WAIT_S = 2  # before attempt n + 1, wait n times this: a short backoff for
 
 
 class DatasetError(RuntimeError):
-    """CIFAR-10 is missing, truncated or corrupted; the message says where we looked and what we expected."""
+    """CIFAR-10 is missing, truncated or corrupted; the message says where we looked and what we expected.
+
+    The message is always one line (whitespace collapsed), as the command line prints it after `error:`.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.split()))
 
 
 class _TransferError(Exception):

@@ -47,6 +47,12 @@ def test_missing_root_without_download_names_folder_and_layouts(tmp_path):
     assert "\n" not in message
 
 
+def test_every_dataset_error_is_one_line_even_for_a_folder_name_with_a_newline(tmp_path):
+    with pytest.raises(DatasetError) as error:
+        load_cifar10(tmp_path / "two\nlines", download=False)
+    assert "\n" not in str(error.value) and "two lines" in str(error.value)
+
+
 def test_missing_file_is_named(tmp_path):
     write_binary_layout(tmp_path, per_file=2)
     (tmp_path / BINARY_FOLDER / "data_batch_3.bin").unlink()
