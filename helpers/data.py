@@ -5,6 +5,7 @@ batch is cut, flipped and translated as one tensor: no per-image PIL work, no Da
 """
 import hashlib
 import http.client
+import io
 import os
 import pickle
 import shutil
@@ -100,6 +101,7 @@ def load_cifar10(root=None, download: bool = True, strict: bool = True) -> CIFAR
     """Read CIFAR-10 from `root`, in the binary or the python layout, downloading it only when neither is there.
 
     `strict` checks every file against the official size and MD5; tests turn it off for small made-up files.
+    Strict or not, python batches are unpickled with nothing but numpy arrays allowed, so they cannot run code.
     """
     root = Path(root) if root is not None else default_data_root()
     folder = find_layout(root)
@@ -258,9 +260,23 @@ def _parse_binary(path: Path, raw: bytes):
     return records[:, 1:].reshape(-1, *IMAGE_SHAPE).clone(), records[:, 0].long()
 
 
+# Everything a CIFAR-10 python batch refers to: numpy arrays (under numpy 1's and numpy 2's module names).
+PICKLE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, bytes, numbers and numpy arrays only: a crafted batch file cannot run code."""
+
+    def find_class(self, module, name):
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which no CIFAR-10 batch does")
+        return super().find_class(module, name)
+
+
 def _parse_python(path: Path, raw: bytes):
     try:
-        batch = pickle.loads(raw, encoding="bytes")
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
         images = torch.as_tensor(batch[b"data"], dtype=torch.uint8).reshape(-1, *IMAGE_SHAPE)
         labels = torch.as_tensor(batch[b"labels"], dtype=torch.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, ValueError, TypeError) as error:

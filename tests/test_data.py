@@ -2,6 +2,7 @@ import functools
 import hashlib
 import http.server
 import io
+import pickle
 import socket
 import tarfile
 import threading
@@ -80,6 +81,26 @@ def test_truncated_python_batch_gives_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(DatasetError, match="data_batch_2 is not a readable CIFAR-10 python batch"):
         load_cifar10(tmp_path, download=False, strict=False)
+
+
+class RunsCode:
+    """Unpickling this calls exec: what a crafted batch file could do to whoever loads it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+def test_a_python_batch_that_would_run_code_is_refused_unread_even_when_not_strict(tmp_path):
+    write_python_layout(tmp_path, per_file=2)
+    marker = tmp_path / "marker"
+    path = tmp_path / PYTHON_FOLDER / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": RunsCode(marker), b"labels": [0, 1]}))
+    with pytest.raises(DatasetError, match="data_batch_1 is not a readable .* refers to builtins.exec"):
+        load_cifar10(tmp_path, download=False, strict=False)
+    assert not marker.exists()
 
 
 def test_no_download_when_data_is_present(tmp_path, monkeypatch):
