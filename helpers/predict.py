@@ -20,12 +20,18 @@ class NotAnImageError(ValueError):
 
 
 def load_image(path) -> torch.Tensor:
-    """uint8 (3, 32, 32), like a CIFAR-10 image: converted to RGB, resized (bicubic, antialiased) to 32x32."""
+    """uint8 (3, 32, 32), like a CIFAR-10 image: converted to RGB, resized (bicubic, antialiased) to 32x32.
+
+    Whatever reading the file raises (PIL raises OSError, ValueError, SyntaxError... for a bad file) becomes
+    NotAnImageError naming it, so one bad file cannot stop the others being predicted.
+    """
     try:
         with Image.open(path) as image:
+            image.load()
             rgb = image.convert("RGB").resize((32, 32), Image.Resampling.BICUBIC)
-    except (OSError, Image.DecompressionBombError) as error:  # not an image, truncated, unreadable, missing
-        raise NotAnImageError(f"{path} is not an image that can be read ({error})") from error
+    except Exception as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise NotAnImageError(f"{path} is not an image that can be read ({reason})") from error
     return pil_to_tensor(rgb)
 
 

@@ -49,6 +49,12 @@ def test_a_png_of_a_cifar_image_is_that_image_and_any_image_becomes_32x32_rgb(re
     assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])  # grey, as RGB
 
 
+def test_a_corrupt_header_is_not_an_image_error(tmp_path):
+    (tmp_path / "bad.ppm").write_bytes(b"P6\n4 4x\n255\n")
+    with pytest.raises(NotAnImageError, match="bad.ppm is not an image that can be read .*4x"):
+        load_image(tmp_path / "bad.ppm")
+
+
 def test_top_classes_are_sorted_probabilities(real_data, weights):
     tops = top_classes(load_model(weights), real_data.test_images[:8])
     for top in tops:
@@ -76,14 +82,17 @@ def test_a_file_that_is_not_an_image_is_named_and_the_others_are_still_predicted
     notes.write_text("not an image\n")
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(cifar_pngs[1].read_bytes()[:200])
-    status = main([str(cifar_pngs[0]), str(notes), str(truncated), str(cifar_pngs[2]), "--weights", str(weights)])
+    bad_header = tmp_path / "bad.ppm"
+    bad_header.write_bytes(b"P6\n4 4x\n255\n")  # PIL raises ValueError, not OSError, for this one
+    status = main([str(cifar_pngs[0]), str(notes), str(truncated), str(bad_header), str(cifar_pngs[2]),
+                   "--weights", str(weights)])
     out, err = capsys.readouterr()
     assert status == 2
     assert [line.split(":")[0] for line in out.splitlines()] == [str(cifar_pngs[0]), str(cifar_pngs[2])]
     errors = err.splitlines()
-    assert len(errors) == 2 and "Traceback" not in err
-    assert errors[0].startswith(f"python -m helpers.predict: error: {notes} is not an image")
-    assert errors[1].startswith(f"python -m helpers.predict: error: {truncated} is not an image")
+    assert len(errors) == 3 and "Traceback" not in err
+    for line, path in zip(errors, (notes, truncated, bad_header)):
+        assert line.startswith(f"python -m helpers.predict: error: {path} is not an image")
     with pytest.raises(NotAnImageError, match="notes.png is not an image"):
         load_image(notes)
 
