@@ -4,8 +4,16 @@ The whole data set is 180 MB of uint8, so it lives in memory (on the GPU when tr
 batch is cut, flipped and translated as one tensor: no per-image PIL work, no DataLoader workers.
 """
 import hashlib
+import http.client
+import io
 import os
 import pickle
+import shutil
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,10 +40,35 @@ PYTHON_FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = {BINARY_FOLDER: [f"data_batch_{i}.bin" for i in range(1, 6)],
                PYTHON_FOLDER: [f"data_batch_{i}" for i in range(1, 6)]}
 TEST_FILES = {BINARY_FOLDER: ["test_batch.bin"], PYTHON_FOLDER: ["test_batch"]}
+PYTHON_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+# The archive torchvision.datasets.CIFAR10 downloads (same URL, name and MD5), which unpacks to the python layout.
+ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_NAME = "cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+DOWNLOAD_TIMEOUT_S = 30  # per connect and per read: a server that accepts and then says nothing must not hang us
+DOWNLOAD_ATTEMPTS = 3
+RETRY_WAIT_S = 2  # before attempt n + 1, wait n times this: a short backoff for a flaky network
 
 
 class DatasetError(RuntimeError):
-    """CIFAR-10 is missing, truncated or corrupted; the message says where we looked and what we expected."""
+    """CIFAR-10 is missing, truncated or corrupted; the message says where we looked and what we expected.
+
+    The message is always one line (whitespace collapsed), as the command line prints it after `error:`.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.split()))
+
+
+class _TransferError(Exception):
+    """A download that ended early or did not match its MD5: worth another attempt."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +101,7 @@ def load_cifar10(root=None, download: bool = True, strict: bool = True) -> CIFAR
     """Read CIFAR-10 from `root`, in the binary or the python layout, downloading it only when neither is there.
 
     `strict` checks every file against the official size and MD5; tests turn it off for small made-up files.
+    Strict or not, python batches are unpickled with nothing but numpy arrays allowed, so they cannot run code.
     """
     root = Path(root) if root is not None else default_data_root()
     folder = find_layout(root)
@@ -93,16 +127,102 @@ def find_layout(root: Path):
     return None
 
 
-def download_cifar10(root: Path) -> None:
-    """Fetch and unpack torchvision's python-layout archive into `root` (MD5-checked by torchvision)."""
-    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
-    from torchvision.datasets.utils import download_and_extract_archive
+def download_cifar10(root: Path, timeout: float = DOWNLOAD_TIMEOUT_S, attempts: int = DOWNLOAD_ATTEMPTS) -> None:
+    """Fetch the python-layout archive and unpack it into `root`; a failure leaves nothing behind.
 
+    The archive is downloaded and unpacked in a hidden staging folder inside `root`, and cifar-10-batches-py/
+    moves into place only once it passed its MD5 and unpacked completely, so no partial copy ever looks
+    complete. A root (or parents) that this call had to create is removed again when it fails.
+    """
+    root = Path(root)
+    created = _first_missing(root)
     try:
-        download_and_extract_archive(TorchvisionCIFAR10.url, str(root), filename=TorchvisionCIFAR10.filename,
-                                     md5=TorchvisionCIFAR10.tgz_md5)
-    except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises RuntimeError on MD5
-        raise DatasetError(f"{_not_found_message(root)}\nThe download failed too: {error}") from error
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".cifar-10-download-", dir=root) as staging:
+            archive, unpacked = Path(staging) / ARCHIVE_NAME, Path(staging) / "unpacked"
+            _fetch(ARCHIVE_URL, archive, timeout, attempts)
+            _extract(archive, unpacked)
+            _move_into_place(unpacked / PYTHON_FOLDER, root / PYTHON_FOLDER)
+    except (OSError, tarfile.TarError, _TransferError) as error:
+        raise DatasetError(f"{_not_found_message(root)} The download failed too: {error}") from error
+    finally:  # on any failure, Ctrl-C included, leave no root that was not there before
+        if created is not None and not (root / PYTHON_FOLDER).is_dir():
+            shutil.rmtree(created, ignore_errors=True)
+
+
+def _first_missing(path: Path):
+    """The outermost folder of `path` that does not exist yet (None when it exists): what mkdir would create."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def _fetch(url: str, path: Path, timeout: float, attempts: int) -> None:
+    """Download `url` into `path` and check its MD5, retrying failures that another attempt may cure."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _fetch_once(url, path, timeout)
+        except urllib.error.HTTPError as error:
+            if error.code < 500:  # the file is not there: asking again will not change that
+                raise _TransferError(f"{url} answered HTTP {error.code} {error.reason}") from error
+            failure = f"HTTP {error.code} {error.reason}"
+        except (OSError, http.client.HTTPException, _TransferError) as error:
+            failure = _describe(error, timeout)
+        if attempt < attempts:
+            time.sleep(RETRY_WAIT_S * attempt)
+    raise _TransferError(f"{url} failed {attempts} times, the last time: {failure}")
+
+
+def _fetch_once(url: str, path: Path, timeout: float) -> None:
+    """One attempt: stream the body to `path`, then check its length and MD5.
+
+    A fresh opener reads $http_proxy, $https_proxy and $no_proxy now (urlopen's cached one read them once).
+    """
+    digest, size = hashlib.md5(), 0
+    opener = urllib.request.build_opener()
+    with opener.open(url, timeout=timeout) as response, open(path, "wb") as file:
+        expected = response.headers.get("Content-Length")
+        while chunk := response.read(1 << 20):
+            file.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    if expected is not None and size != int(expected):
+        raise _TransferError(f"the connection closed after {size:,} of {int(expected):,} bytes")
+    if digest.hexdigest() != ARCHIVE_MD5:
+        raise _TransferError(f"the {size:,} bytes received have MD5 {digest.hexdigest()}, not {ARCHIVE_MD5}")
+
+
+def _describe(error: Exception, timeout: float) -> str:
+    """A timeout named as one (urllib wraps a connect timeout in URLError), anything else as it says."""
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, TimeoutError):
+        return f"no answer within the {timeout:g} s timeout"
+    return str(reason) or type(reason).__name__
+
+
+def _extract(archive: Path, folder: Path) -> None:
+    """Unpack `archive` into `folder`, refusing links, devices and any member that would land outside it."""
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            inside = (folder / member.name).resolve().is_relative_to(folder.resolve())
+            if not (member.isfile() or member.isdir()) or not inside:
+                raise tarfile.ExtractError(f"{archive.name} holds {member.name!r}, which is not a plain file "
+                                           f"inside the archive's folder: refused")
+        tar.extractall(folder, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+
+
+def _move_into_place(unpacked: Path, target: Path) -> None:
+    """Rename the complete folder to its final name; another process may have just put its own copy there."""
+    if not unpacked.is_dir():
+        raise tarfile.ExtractError(f"the archive holds no {PYTHON_FOLDER}/ folder")
+    try:
+        unpacked.rename(target)
+    except OSError:
+        if not target.is_dir():
+            raise
 
 
 def _not_found_message(root: Path) -> str:
@@ -113,10 +233,7 @@ def _not_found_message(root: Path) -> str:
 
 
 def _official_md5(path: Path):
-    if path.parent.name == BINARY_FOLDER:
-        return BINARY_MD5[path.name]
-    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
-    return dict(TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list)[path.name]
+    return (BINARY_MD5 if path.parent.name == BINARY_FOLDER else PYTHON_MD5)[path.name]
 
 
 def _read_checked(path: Path, strict: bool) -> bytes:
@@ -143,9 +260,23 @@ def _parse_binary(path: Path, raw: bytes):
     return records[:, 1:].reshape(-1, *IMAGE_SHAPE).clone(), records[:, 0].long()
 
 
+# Everything a CIFAR-10 python batch refers to: numpy arrays (under numpy 1's and numpy 2's module names).
+PICKLE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, bytes, numbers and numpy arrays only: a crafted batch file cannot run code."""
+
+    def find_class(self, module, name):
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which no CIFAR-10 batch does")
+        return super().find_class(module, name)
+
+
 def _parse_python(path: Path, raw: bytes):
     try:
-        batch = pickle.loads(raw, encoding="bytes")
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
         images = torch.as_tensor(batch[b"data"], dtype=torch.uint8).reshape(-1, *IMAGE_SHAPE)
         labels = torch.as_tensor(batch[b"labels"], dtype=torch.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, ValueError, TypeError) as error:

@@ -2,16 +2,19 @@ import functools
 import hashlib
 import http.server
 import io
+import pickle
+import socket
 import tarfile
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from helpers import data as data_module
-from helpers.data import (BINARY_FOLDER, CLASSES, PYTHON_FOLDER, DatasetError, augment, load_cifar10,
-                          train_batches)
+from helpers.data import (BINARY_FOLDER, CLASSES, PYTHON_FOLDER, DatasetError, augment, download_cifar10,
+                          load_cifar10, train_batches)
 from tests.conftest import write_binary_layout, write_python_layout
 
 
@@ -42,6 +45,13 @@ def test_missing_root_without_download_names_folder_and_layouts(tmp_path):
     message = str(error.value)
     assert str((tmp_path / "nowhere").resolve()) in message
     assert BINARY_FOLDER in message and PYTHON_FOLDER in message and "data_batch_1.bin" in message
+    assert "\n" not in message
+
+
+def test_every_dataset_error_is_one_line_even_for_a_folder_name_with_a_newline(tmp_path):
+    with pytest.raises(DatasetError) as error:
+        load_cifar10(tmp_path / "two\nlines", download=False)
+    assert "\n" not in str(error.value) and "two lines" in str(error.value)
 
 
 def test_missing_file_is_named(tmp_path):
@@ -73,6 +83,26 @@ def test_truncated_python_batch_gives_a_clear_error(tmp_path):
         load_cifar10(tmp_path, download=False, strict=False)
 
 
+class RunsCode:
+    """Unpickling this calls exec: what a crafted batch file could do to whoever loads it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+def test_a_python_batch_that_would_run_code_is_refused_unread_even_when_not_strict(tmp_path):
+    write_python_layout(tmp_path, per_file=2)
+    marker = tmp_path / "marker"
+    path = tmp_path / PYTHON_FOLDER / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": RunsCode(marker), b"labels": [0, 1]}))
+    with pytest.raises(DatasetError, match="data_batch_1 is not a readable .* refers to builtins.exec"):
+        load_cifar10(tmp_path, download=False, strict=False)
+    assert not marker.exists()
+
+
 def test_no_download_when_data_is_present(tmp_path, monkeypatch):
     write_python_layout(tmp_path, per_file=2)
     monkeypatch.setattr(data_module, "download_cifar10", lambda root: pytest.fail("tried to download"))
@@ -92,30 +122,47 @@ def local_server(tmp_path):
     server.server_close()
 
 
-@pytest.fixture
-def served_archive(tmp_path, local_server, monkeypatch):
-    """A made-up cifar-10-python.tar.gz on the local server, with torchvision's checksums pointed at it."""
-    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
-
-    source = tmp_path / "source"
-    written = write_python_layout(source, per_file=4)
+def archive_of(folder) -> bytes:
+    """A .tar.gz of `folder`/cifar-10-batches-py, as the real archive is laid out."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(source / PYTHON_FOLDER, arcname=PYTHON_FOLDER)
+        tar.add(folder / PYTHON_FOLDER, arcname=PYTHON_FOLDER)
+    return buffer.getvalue()
+
+
+def serve_as_the_archive(monkeypatch, url: str, archive: bytes) -> None:
+    """Point the download at `url` and accept `archive` as the official one; no waiting between attempts."""
+    monkeypatch.setattr(data_module, "ARCHIVE_URL", url)
+    monkeypatch.setattr(data_module, "ARCHIVE_MD5", hashlib.md5(archive).hexdigest())
+    monkeypatch.setattr(data_module, "RETRY_WAIT_S", 0.1)
+
+
+@pytest.fixture
+def served_archive(tmp_path, local_server, monkeypatch):
+    """A made-up cifar-10-python.tar.gz on the local server, with the official checksums pointed at it."""
+    source = tmp_path / "source"
+    written = write_python_layout(source, per_file=4)
     folder, url = local_server
-    (folder / "cifar-10-python.tar.gz").write_bytes(buffer.getvalue())
-    md5 = {name: hashlib.md5((source / PYTHON_FOLDER / name).read_bytes()).hexdigest() for name in written}
-    monkeypatch.setattr(TorchvisionCIFAR10, "url", f"{url}/cifar-10-python.tar.gz")
-    monkeypatch.setattr(TorchvisionCIFAR10, "tgz_md5", hashlib.md5(buffer.getvalue()).hexdigest())
-    monkeypatch.setattr(TorchvisionCIFAR10, "train_list", [[n, md5[n]] for n in list(written)[:5]])
-    monkeypatch.setattr(TorchvisionCIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    archive = archive_of(source)
+    (folder / "cifar-10-python.tar.gz").write_bytes(archive)
+    serve_as_the_archive(monkeypatch, f"{url}/cifar-10-python.tar.gz", archive)
+    monkeypatch.setattr(data_module, "PYTHON_MD5", {name: hashlib.md5((source / PYTHON_FOLDER / name).read_bytes())
+                                                    .hexdigest() for name in written})
     return written
+
+
+@pytest.fixture
+def silent_server():
+    """A loopback socket that accepts connections (the kernel completes them) and never says a word."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
 
 
 def test_download_fetches_unpacks_and_verifies_checksums(tmp_path, served_archive):
     root = tmp_path / "fresh"
     data = load_cifar10(root, download=True, strict=True)
     assert (root / PYTHON_FOLDER / "data_batch_5").is_file()
+    assert [p.name for p in root.iterdir()] == [PYTHON_FOLDER]  # no archive, no staging folder left
     assert np.array_equal(data.test_images.numpy(), served_archive["test_batch"][0])
 
 
@@ -128,12 +175,86 @@ def test_corrupted_file_fails_the_checksum(tmp_path, served_archive):
         load_cifar10(root, download=True, strict=True)
 
 
-def test_failed_download_says_where_it_looked(tmp_path, local_server, monkeypatch):
-    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
-
-    monkeypatch.setattr(TorchvisionCIFAR10, "url", f"{local_server[1]}/absent.tar.gz")
-    with pytest.raises(DatasetError, match="(?s)CIFAR-10 not found in .*The download failed too: HTTP Error 404"):
+def test_failed_download_says_where_it_looked_in_one_line(tmp_path, local_server, monkeypatch):
+    monkeypatch.setattr(data_module, "ARCHIVE_URL", f"{local_server[1]}/absent.tar.gz")
+    with pytest.raises(DatasetError, match="CIFAR-10 not found in .* The download failed too: .*absent.tar.gz "
+                                           "answered HTTP 404") as error:
         load_cifar10(tmp_path / "root", download=True)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("as_proxy", [False, True])
+def test_a_silent_server_fails_the_download_quickly_naming_the_timeout(tmp_path, silent_server, monkeypatch,
+                                                                       as_proxy):
+    monkeypatch.setattr(data_module, "RETRY_WAIT_S", 0.1)
+    if as_proxy:  # the download goes through $http_proxy, as urllib's do
+        for name in ("no_proxy", "NO_PROXY", "HTTP_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", silent_server)
+        monkeypatch.setattr(data_module, "ARCHIVE_URL", "http://cifar.invalid/cifar-10-python.tar.gz")
+    else:
+        monkeypatch.setattr(data_module, "ARCHIVE_URL", f"{silent_server}/cifar-10-python.tar.gz")
+    root = tmp_path / "new" / "root"
+    started = time.monotonic()
+    with pytest.raises(DatasetError, match="failed 2 times, the last time: no answer within the 1 s timeout"):
+        download_cifar10(root, timeout=1, attempts=2)
+    assert time.monotonic() - started < 5
+    assert list(tmp_path.iterdir()) == []  # neither the root nor its parent was left behind
+
+
+class TruncatingHandler(http.server.BaseHTTPRequestHandler):
+    """Announces the whole archive, sends half of it and hangs up: a connection cut mid-transfer."""
+
+    archive = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.archive)))
+        self.end_headers()
+        self.wfile.write(self.archive[:len(self.archive) // 2])
+        self.close_connection = True
+
+
+def test_a_cut_transfer_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    write_python_layout(tmp_path / "source", per_file=4)
+    archive = archive_of(tmp_path / "source")
+    handler = type("Handler", (TruncatingHandler,), {"archive": archive})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_as_the_archive(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}/a.tar.gz", archive)
+    root = tmp_path / "root"
+    root.mkdir()
+    try:
+        with pytest.raises(DatasetError, match=f"the connection closed after {len(archive) // 2:,} of "
+                                               f"{len(archive):,} bytes"):
+            download_cifar10(root, timeout=1, attempts=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert list(root.iterdir()) == []
+
+
+def test_a_truncated_archive_fails_its_md5_and_leaves_nothing(tmp_path, served_archive, local_server):
+    served = local_server[0] / "cifar-10-python.tar.gz"
+    served.write_bytes(served.read_bytes()[:-100])  # served whole, with a matching Content-Length
+    with pytest.raises(DatasetError, match="failed 2 times, the last time: the .* bytes received have MD5 .*, not"):
+        download_cifar10(tmp_path / "root", timeout=1, attempts=2)
+    assert not (tmp_path / "root").exists()
+
+
+def test_an_archive_member_escaping_its_folder_is_refused(tmp_path, local_server, monkeypatch):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        evil = tarfile.TarInfo("../escaped.txt")
+        evil.size = 4
+        tar.addfile(evil, io.BytesIO(b"evil"))
+    (local_server[0] / "evil.tar.gz").write_bytes(buffer.getvalue())
+    serve_as_the_archive(monkeypatch, f"{local_server[1]}/evil.tar.gz", buffer.getvalue())
+    root = tmp_path / "deep" / "root"
+    with pytest.raises(DatasetError, match="holds '../escaped.txt', which is not a plain file inside"):
+        download_cifar10(root)
+    assert not (tmp_path / "deep").exists() and not list(tmp_path.rglob("escaped.txt"))
 
 
 def test_real_data_is_the_official_cifar10(real_data_root):

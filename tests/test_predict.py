@@ -4,15 +4,16 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from helpers.data import CLASSES
 from helpers.models import S7Net
-from helpers.predict import NotAnImageError, load_image, main, top_classes
 from helpers.checkpoints import load_model, save_checkpoint
 from helpers.evaluation import predict
+from helpers.predict import NotAnImageError, load_image, main, to_rgb, top_classes
 from helpers.recipes import Recipe
 from helpers.train import seed_everything, train
 
@@ -52,6 +53,74 @@ def test_a_png_of_a_cifar_image_is_that_image_and_any_image_becomes_32x32_rgb(re
     assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])  # grey, as RGB
 
 
+def grey(image: torch.Tensor) -> np.ndarray:
+    """The one channel of an image that must be grey: fails when R, G and B differ."""
+    assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
+    return image[0].numpy()
+
+
+def test_16_bit_pixels_are_scaled_by_65535_not_clipped(tmp_path):
+    values = np.tile(np.linspace(0, 65535, 32).round().astype(np.uint16), (32, 1))
+    values[:, 5] = 32768
+    Image.fromarray(values).save(tmp_path / "deep.png")  # PIL opens it as mode I;16
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    pixels = grey(load_image(tmp_path / "deep.png"))
+    assert np.array_equal(pixels, np.round(values / 65535 * 255)) and (pixels[:, 5] == 128).all()
+
+
+def test_a_16_bit_pgm_opened_as_mode_i_is_scaled_by_65535(tmp_path):
+    path = tmp_path / "deep.pgm"
+    values = np.full((32, 32), 32768, ">u2")
+    values[:, 16:] = 65535
+    path.write_bytes(b"P5\n32 32\n65535\n" + values.tobytes())
+    assert Image.open(path).mode == "I"
+    pixels = grey(load_image(path))
+    assert (pixels[:, :16] == 128).all() and (pixels[:, 16:] == 255).all()
+
+
+def test_32_bit_signed_pixels_are_scaled_by_the_int32_range(tmp_path):
+    values = np.zeros((32, 32), np.int32)
+    values[:, :10], values[:, 20:] = -2 ** 31, 2 ** 31 - 1
+    Image.fromarray(values).save(tmp_path / "deep.tif")
+    pixels = grey(load_image(tmp_path / "deep.tif"))
+    assert (pixels[:, :8] == 0).all() and (pixels[:, 12:18] == 128).all() and (pixels[:, 22:] == 255).all()
+
+
+@pytest.mark.parametrize("low, high", [(0.0, 0.99), (-1.0, 3.0)])
+def test_float_pixels_in_0_1_are_scaled_by_255_others_by_their_own_range(tmp_path, low, high):
+    values = np.tile(np.linspace(low, high, 32, dtype=np.float32), (32, 1))
+    Image.fromarray(values).save(tmp_path / "float.tif")
+    assert Image.open(tmp_path / "float.tif").mode == "F"
+    scale = (0.0, 1.0) if low >= 0 else (low, high)
+    expected = np.round((values.astype(np.float64) - scale[0]) / (scale[1] - scale[0]) * 255)
+    assert np.array_equal(grey(load_image(tmp_path / "float.tif")), expected)
+
+
+def test_transparent_pixels_are_composited_on_white(tmp_path):
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[:, :10] = (255, 0, 0, 0)  # invisible red
+    rgba[:, 10:20] = (0, 0, 255, 255)  # opaque blue
+    rgba[:, 20:] = (0, 0, 0, 128)  # half-transparent black
+    Image.fromarray(rgba).save(tmp_path / "icon.png")
+    image = load_image(tmp_path / "icon.png")
+    assert image[:, :, :8].eq(255).all()
+    assert image[:, :, 12:18].tolist() == [[[0] * 6] * 32, [[0] * 6] * 32, [[255] * 6] * 32]
+    assert image[:, :, 22:].sub(127).abs().le(1).all()
+
+
+@pytest.mark.parametrize("image, reason", [(Image.new("La", (4, 4)), "pixel mode La has no known mapping"),
+                                           (Image.fromarray(np.full((4, 4), np.nan, np.float32)), "NaN")])
+def test_pixels_without_a_meaning_in_rgb_are_refused_by_name(image, reason):
+    with pytest.raises(NotAnImageError, match=reason):
+        to_rgb(image)
+
+
+def test_a_corrupt_header_is_not_an_image_error(tmp_path):
+    (tmp_path / "bad.ppm").write_bytes(b"P6\n4 4x\n255\n")
+    with pytest.raises(NotAnImageError, match="bad.ppm is not an image that can be read .*4x"):
+        load_image(tmp_path / "bad.ppm")
+
+
 def test_top_classes_are_sorted_probabilities(real_data, weights):
     tops = top_classes(load_model(weights), real_data.test_images[:8])
     for top in tops:
@@ -79,14 +148,17 @@ def test_a_file_that_is_not_an_image_is_named_and_the_others_are_still_predicted
     notes.write_text("not an image\n")
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(cifar_pngs[1].read_bytes()[:200])
-    status = main([str(cifar_pngs[0]), str(notes), str(truncated), str(cifar_pngs[2]), "--weights", str(weights)])
+    bad_header = tmp_path / "bad.ppm"
+    bad_header.write_bytes(b"P6\n4 4x\n255\n")  # PIL raises ValueError, not OSError, for this one
+    status = main([str(cifar_pngs[0]), str(notes), str(truncated), str(bad_header), str(cifar_pngs[2]),
+                   "--weights", str(weights)])
     out, err = capsys.readouterr()
     assert status == 2
     assert [line.split(":")[0] for line in out.splitlines()] == [str(cifar_pngs[0]), str(cifar_pngs[2])]
     errors = err.splitlines()
-    assert len(errors) == 2 and "Traceback" not in err
-    assert errors[0].startswith(f"python -m helpers.predict: error: {notes} is not an image")
-    assert errors[1].startswith(f"python -m helpers.predict: error: {truncated} is not an image")
+    assert len(errors) == 3 and "Traceback" not in err
+    for line, path in zip(errors, (notes, truncated, bad_header)):
+        assert line.startswith(f"python -m helpers.predict: error: {path} is not an image")
     with pytest.raises(NotAnImageError, match="notes.png is not an image"):
         load_image(notes)
 

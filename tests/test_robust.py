@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 
 from helpers import cli as cli_module
+from helpers import data as data_module
 from helpers.data import BINARY_FOLDER, PYTHON_FOLDER
 from helpers.models import S7Net
 from helpers.checkpoints import (RESUME_KEYS, CheckpointError, load_checkpoint, load_model, load_resumable,
@@ -140,7 +140,8 @@ def test_an_exploding_learning_rate_stops_training(small):
 # --- the command line's errors: status 2 and a message, never a traceback ------------------------------------
 
 def offline_without_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(TorchvisionCIFAR10, "url", f"http://127.0.0.1:{free_port()}/cifar-10-python.tar.gz")
+    monkeypatch.setattr(data_module, "ARCHIVE_URL", f"http://127.0.0.1:{free_port()}/cifar-10-python.tar.gz")
+    monkeypatch.setattr(data_module, "RETRY_WAIT_S", 0)
     return ["--data", str(tmp_path / "nowhere")]
 
 
