@@ -60,17 +60,20 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def distribute(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def distribute(model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = False) -> torch.nn.Module:
     """The module to train with: `model` itself alone, else DistributedDataParallel around it.
 
-    On GPUs BatchNorm becomes SyncBatchNorm (statistics over the whole global batch, converted in place, so
-    the caller's `model` holds the synced layers). torch's SyncBatchNorm refuses CPU tensors, so on CPUs
-    each process normalises with the statistics of its own slice: the result then only approximately
-    equals a one-process run of the same global batch (exactly, for a model without BatchNorm).
+    Each process normalises with the statistics of its own slice of the batch: with 256 or more images per GPU
+    they are as good as the global batch's, and SyncBatchNorm (sync_batchnorm=True, GPUs only: torch's refuses
+    CPU tensors) costs every BatchNorm forward a host sync, an all_gather and an all_reduce. It is converted in
+    place, so the caller's `model` holds the synced layers. Per-slice statistics make a run only approximately
+    equal a one-process run of the same global batch (exactly, for a model without BatchNorm).
     """
+    if sync_batchnorm and device.type != "cuda":
+        raise ValueError(f"SyncBatchNorm needs GPUs (torch's refuses {device.type} tensors)")
     if world_size() == 1:
         return model
-    if device.type == "cuda":
+    if sync_batchnorm:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                      else None)

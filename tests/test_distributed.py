@@ -8,8 +8,9 @@ import torch
 
 from helpers import train as train_module
 from helpers.data import CIFAR10, train_batches
+from helpers import distributed
 from helpers.distributed import distributed_session
-from helpers.models import TutorialNet
+from helpers.models import S7Net, TutorialNet
 from helpers.train import ConfigError, Recipe, load_model, seed_everything, train
 from tests.conftest import free_port, made_up_images
 
@@ -102,3 +103,18 @@ def test_torchrun_trains_with_two_processes_and_only_rank_0_writes(tmp_path, rea
     assert result.stdout.count("final test accuracy") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "last.pt", "s7net.pt"]
     assert load_model(tmp_path / "s7net.pt").model_kwargs["widths"] == [8, 16, 32, 48]
+
+
+@pytest.mark.parametrize("sync_batchnorm, expected", [(False, torch.nn.BatchNorm2d),
+                                                      (True, torch.nn.SyncBatchNorm)])
+def test_batchnorm_is_synced_over_the_gpus_only_when_asked(monkeypatch, sync_batchnorm, expected):
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda module, device_ids: module)
+    net = distributed.distribute(S7Net(), torch.device("cuda", 0), sync_batchnorm=sync_batchnorm)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(type(m) is expected for m in norms)
+
+
+def test_sync_batchnorm_on_cpus_is_a_clear_error():
+    with pytest.raises(ValueError, match="SyncBatchNorm needs GPUs"):
+        distributed.distribute(S7Net(), torch.device("cpu"), sync_batchnorm=True)
