@@ -291,18 +291,49 @@ def augment(images: torch.Tensor, generator: torch.Generator, translate: int, fl
     Works on uint8 or float images on any device; the random draws come from a CPU generator so a run is
     reproducible whatever the device.
     """
+    shifts, flips = (None if t is None else t.to(images.device)
+                     for t in draw_augmentation(len(images), generator, translate, flip))
+    return apply_augmentation(images, translate, shifts, flips)
+
+
+def draw_augmentation(n: int, generator: torch.Generator, translate: int, flip: bool):
+    """The random part of `augment` for n images, on the CPU: (shifts (2, n) or None, flips (n,) or None)."""
+    shifts = torch.randint(0, 2 * translate + 1, (2, n), generator=generator) if translate else None
+    flips = torch.rand(n, generator=generator) < 0.5 if flip else None
+    return shifts, flips
+
+
+def apply_augmentation(images: torch.Tensor, translate: int, shifts, flips) -> torch.Tensor:
+    """`images` shifted and flipped as drawn; shifts and flips already on the images' device, so nothing here
+    copies from the host (a copy would make the host wait for the GPU's queued work)."""
     n, _, h, w = images.shape
-    if translate:
+    if shifts is not None:
         padded = F.pad(images, (translate,) * 4, mode="reflect")
-        shifts = torch.randint(0, 2 * translate + 1, (2, n), generator=generator).to(images.device)
         rows = (shifts[0, :, None] + torch.arange(h, device=images.device))[:, None, :, None]
         cols = (shifts[1, :, None] + torch.arange(w, device=images.device))[:, None, None, :]
         channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
         images = padded[torch.arange(n, device=images.device)[:, None, None, None], channels, rows, cols]
-    if flip:
-        flipped = (torch.rand(n, generator=generator) < 0.5).to(images.device)
-        images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
+    if flips is not None:
+        images = torch.where(flips[:, None, None, None], images.flip(-1), images)
     return images
+
+
+def epoch_draws(n_images: int, batch_size: int, generator: torch.Generator, translate: int, flip: bool, device):
+    """One epoch's order and every batch's (shifts, flips), moved to `device` once for the epoch.
+
+    Drawn in the order a batch-by-batch loop would draw them, so the values (and the generator's state after the
+    epoch) are the same; but no batch then copies host to device, which on a GPU would stall every step.
+    """
+    order = torch.randperm(n_images, generator=generator)
+    draws = [draw_augmentation(batch_size, generator, translate, flip)
+             for _ in range(steps_per_epoch(n_images, batch_size))]
+    shifts, flips = zip(*draws) if draws else ((), ())
+    return order.to(device), _stacked_on(shifts, device), _stacked_on(flips, device)
+
+
+def _stacked_on(parts, device):
+    """The batches' draws as one tensor on `device` (one copy), or None when nothing was drawn."""
+    return torch.stack(parts).to(device) if parts and parts[0] is not None else None
 
 
 def to_float(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -322,10 +353,12 @@ def train_batches(images, labels, batch_size: int, generator: torch.Generator, t
     is seen both ways in turn, and no epoch repeats the last one's view of it (airbench's alternating flip).
     """
     alternate = flip and alternate_flip_epoch is not None
-    order = torch.randperm(len(images), generator=generator).to(images.device)
-    for start in range(0, len(images) - batch_size + 1, batch_size):
+    order, shifts, flips = epoch_draws(len(images), batch_size, generator, translate, flip and not alternate,
+                                       images.device)
+    for step, start in enumerate(range(0, len(images) - batch_size + 1, batch_size)):
         index = order[start:start + batch_size]
-        batch = augment(images[index], generator, translate, flip and not alternate)
+        batch = apply_augmentation(images[index], translate, None if shifts is None else shifts[step],
+                                   None if flips is None else flips[step])
         if alternate:
             batch = torch.where(((index + alternate_flip_epoch) % 2 == 1)[:, None, None, None], batch.flip(-1), batch)
         yield to_float(batch[part], channels_last), labels[index][part]

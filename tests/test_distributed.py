@@ -1,16 +1,22 @@
 """Several processes (DistributedDataParallel, gloo on CPUs, loopback only) train as one process would."""
+import inspect
 import os
+import signal
 import subprocess
 import sys
+import time
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import train as train_module
 from helpers.data import CIFAR10, train_batches
-from helpers.distributed import distributed_session
-from helpers.models import TutorialNet
+from helpers import distributed
 from helpers.checkpoints import load_model
+from helpers.distributed import distributed_session, init_options, process_group_timeout
+from helpers.models import S7Net, TutorialNet
 from helpers.recipes import Recipe
 from helpers.train import ConfigError, seed_everything, train
 from tests.conftest import free_port, made_up_images
@@ -104,3 +110,82 @@ def test_torchrun_trains_with_two_processes_and_only_rank_0_writes(tmp_path, rea
     assert result.stdout.count("final test accuracy") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "last.pt", "s7net.pt"]
     assert load_model(tmp_path / "s7net.pt").model_kwargs["widths"] == [8, 16, 32, 48]
+
+
+# Each rank imports, waits for "go" (so the 5 s timeout does not also time the other's import), joins, then sums.
+STALL_SCRIPT = """
+import sys, torch
+from helpers.distributed import all_reduce_sum, distributed_session
+print("imported", flush=True)
+sys.stdin.readline()
+with distributed_session():
+    print("joined", flush=True)
+    while True:
+        all_reduce_sum(torch.ones(1))
+"""
+
+
+def test_a_stalled_process_ends_the_other_with_a_timeout_message_instead_of_a_hang():
+    env = {**os.environ, **loopback_env(), "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
+           "S7_DIST_TIMEOUT": "5"}
+    ranks = [subprocess.Popen([sys.executable, "-c", STALL_SCRIPT], cwd=Path(__file__).resolve().parents[1],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        for process in ranks:
+            assert process.stdout.readline() == "imported\n"
+        for process in ranks:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        for process in ranks:
+            assert process.stdout.readline() == "joined\n"
+        ranks[1].send_signal(signal.SIGSTOP)
+        start = time.monotonic()
+        _, stderr = ranks[0].communicate(timeout=30)
+        assert time.monotonic() - start < 20
+        assert ranks[0].returncode != 0
+        assert "DistributedTimeoutError: process 0 of 2 waited over 5 s" in stderr
+        assert "S7_DIST_TIMEOUT" in stderr
+    finally:
+        for process in ranks:
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+            process.communicate()
+
+
+def test_the_timeout_comes_from_the_environment_in_seconds():
+    assert process_group_timeout({}) == timedelta(minutes=10)
+    assert process_group_timeout({"S7_DIST_TIMEOUT": "2.5"}) == timedelta(seconds=2.5)
+    for wrong in ("0", "-5", "ten", "nan", ""):
+        with pytest.raises(ValueError, match=f"S7_DIST_TIMEOUT must be a positive number of seconds, not '{wrong}'"):
+            process_group_timeout({"S7_DIST_TIMEOUT": wrong})
+
+
+def test_device_id_goes_only_to_a_torch_that_takes_it():
+    def torch_2_2_init(backend=None, init_method=None, timeout=None, world_size=-1, rank=-1, store=None,
+                       group_name="", pg_options=None):
+        """init_process_group's parameters in torch 2.2, which requirements.txt allows."""
+
+    def torch_2_3_init(backend=None, init_method=None, timeout=None, world_size=-1, rank=-1, store=None,
+                       group_name="", pg_options=None, device_id=None):
+        """... and from torch 2.3 on."""
+
+    device, timeout = torch.device("cuda", 1), timedelta(seconds=7)
+    assert init_options(timeout, device, inspect.signature(torch_2_2_init)) == {"timeout": timeout}
+    assert init_options(timeout, device, inspect.signature(torch_2_3_init)) == {"timeout": timeout,
+                                                                               "device_id": device}
+
+
+@pytest.mark.parametrize("sync_batchnorm, expected", [(False, torch.nn.BatchNorm2d),
+                                                      (True, torch.nn.SyncBatchNorm)])
+def test_batchnorm_is_synced_over_the_gpus_only_when_asked(monkeypatch, sync_batchnorm, expected):
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda module, device_ids: module)
+    net = distributed.distribute(S7Net(), torch.device("cuda", 0), sync_batchnorm=sync_batchnorm)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(type(m) is expected for m in norms)
+
+
+def test_sync_batchnorm_on_cpus_is_a_clear_error():
+    with pytest.raises(ValueError, match="SyncBatchNorm needs GPUs"):
+        distributed.distribute(S7Net(), torch.device("cpu"), sync_batchnorm=True)
