@@ -118,9 +118,8 @@ def provenance(checkpoint: dict) -> str:
     if "seed" in checkpoint:
         parts.append(f"seed {checkpoint['seed']}")
     if "recipe" in checkpoint:
-        recipe = checkpoint["recipe"]
-        parts.append(f"{recipe['epochs']} epochs, batch {recipe['batch_size']}, "
-                     f"{recipe.get('precision', 'bf16' if recipe.get('bf16') else 'fp32')}")
+        recipe = recipe_from_dict(checkpoint["recipe"])
+        parts.append(f"{recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.precision}")
     if "test_acc" in checkpoint:
         parts.append(f"test accuracy {checkpoint['test_acc']:.2f}% as reported")
     return ", ".join(parts)

@@ -15,14 +15,14 @@ import torch
 from .checkpoints import CheckpointError, load_resumable, model_filename, save_checkpoint
 from .data import DatasetError, load_cifar10
 from .device import describe_device
-from .distributed import distributed_session, is_main_process, world_size
+from .distributed import DistributedTimeoutError, distributed_session, is_main_process, world_size
 from .evaluation import evaluate
 from .models import build_model, count_parameters
 from .recipes import DEFAULT_PRESET, PRECISIONS, PRESETS, Preset, quick_data, recipe_from_dict, resolve
 from .spec import check_s7
 from .train import ConfigError, NonFiniteLossError, seed_everything, train
 
-USER_ERRORS = (DatasetError, ConfigError, CheckpointError, NonFiniteLossError)
+USER_ERRORS = (DatasetError, ConfigError, CheckpointError, NonFiniteLossError, DistributedTimeoutError)
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 
 
@@ -64,7 +64,7 @@ def resolve_options(args) -> tuple[str, Preset, dict]:
     """(preset name, the preset as it will run, model kwargs) from the shared options."""
     name = args.preset or DEFAULT_PRESET
     preset = resolve(name, quick=bool(args.quick), epochs=args.epochs, batch_size=args.batch_size,
-                     precision=args.precision)
+                     precision=args.precision, sync_batchnorm=getattr(args, "sync_batchnorm", None))
     return name, preset, ({"widths": args.widths} if args.widths else {})
 
 
@@ -78,7 +78,7 @@ class Interrupted(Exception):
 
 
 # What --resume takes from the checkpoint instead of the command line.
-RUN_OPTIONS = ("preset", "epochs", "batch_size", "widths", "precision", "seed", "quick")
+RUN_OPTIONS = ("preset", "epochs", "batch_size", "widths", "precision", "sync_batchnorm", "seed", "quick")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(parser)
     parser.add_argument("--out", help="folder for the final model, history.json and last.pt, the state to resume "
                                       "from written after every epoch (default runs/PRESET-seedN)")
+    parser.add_argument("--sync-batchnorm", action="store_true", default=None,
+                        help="under torchrun on GPUs, normalise with the whole batch's statistics (slower; per-GPU "
+                             "statistics are as good from 256 images per GPU)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start over in an --out that holds an unfinished run (its last.pt is replaced)")
     parser.add_argument("--check", action="store_true",

@@ -5,17 +5,19 @@ Any image PIL reads becomes what the network trained on: RGB, 32x32, uint8 (the 
 """
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
+from .checkpoints import CheckpointError, load_checkpoint, provenance, rebuild_model, weights_path
 from .data import CLASSES
-from .checkpoints import CheckpointError, load_model
 from .evaluation import predict
 
 PROG = "python -m helpers.predict"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / weights_path("full", 0)
 
 
 # Modes that PIL's convert("RGB") maps faithfully; it clips deeper integer and float modes, so we scale those.
@@ -103,16 +105,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description="The three likeliest CIFAR-10 classes of each image, "
                                                             "with their probabilities.")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="an image file of any format PIL reads")
-    parser.add_argument("--weights", default="runs/latest/s7net.pt",
-                        help="checkpoint written by helpers.train (default %(default)s)")
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
+                        help="checkpoint written by helpers.train (default: the committed S7AirNet, %(default)s)")
     parser.add_argument("--no-tta", dest="tta", action="store_false",
                         help="do not average with the mirrored image (the accuracy training reports uses it)")
     args = parser.parse_args(argv)
     try:
-        model = load_model(args.weights)
+        checkpoint = load_checkpoint(args.weights)
+        model = rebuild_model(checkpoint, args.weights).eval()
     except CheckpointError as error:
         complain(str(error))
         return 2
+    print(f"model {args.weights}: {provenance(checkpoint)}")
     paths, images = [], []
     for path in args.images:
         try:

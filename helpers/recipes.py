@@ -30,6 +30,7 @@ class Recipe:
     bias_lr_scale: float = 1.0   # BatchNorm shifts learn this many times faster (weight decay unchanged)
     precision: str = "auto"      # bf16 | fp16 | fp32 autocast, or "auto": chosen per device (helpers.precision)
     channels_last: bool = True   # NHWC memory layout, the one oneDNN and cuDNN convolutions prefer
+    sync_batchnorm: bool = False  # under torchrun on GPUs: BatchNorm statistics of the global batch (see distribute)
     tta: bool = True             # test-time augmentation: average the logits of each image and its mirror
 
     def __post_init__(self):

@@ -94,7 +94,10 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
     if resume_from is not None:
         done, step, history = restore(resume_from, model, optimizer, scaler, generator, recipe,
                                       len(data.train_images))
-    net = distribute(model, device)
+    try:
+        net = distribute(model, device, recipe.sync_batchnorm)
+    except ValueError as error:  # SyncBatchNorm asked for where there is no GPU
+        raise ConfigError(str(error)) from error
     epoch_steps = steps_per_epoch(len(data.train_images), recipe.batch_size)
     total_steps = recipe.epochs * epoch_steps
     for epoch in range(done + 1, min(recipe.epochs, stop_after_epoch or recipe.epochs) + 1):

@@ -52,7 +52,7 @@ def free_port() -> int:
 def real_data_root():
     """The real CIFAR-10 where the code itself looks (helpers.data.default_data_root: $CIFAR10_ROOT, else ./data);
     the tests that need it skip, saying where they looked, when it is not there."""
-    root = default_data_root()
+    root = default_data_root().resolve()
     if find_layout(root) is None:
         pytest.skip(f"real CIFAR-10 not found in {root.resolve()}: put it in ./data or set $CIFAR10_ROOT")
     return root

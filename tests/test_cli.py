@@ -166,3 +166,8 @@ def test_checkpoints_move_the_optimizer_state_to_the_cpu(tmp_path):
     save_checkpoint(model, tmp_path / "y.pt", optimizer=state)
     saved = torch.load(tmp_path / "y.pt", weights_only=True)["optimizer"]["state"]
     assert all(v.device.type == "cpu" for s in saved.values() for v in s.values())
+
+
+def test_sync_batchnorm_without_a_gpu_is_one_error(small, tmp_path, capsys):
+    err = exits_with(["--sync-batchnorm", *TINY, "--epochs", "1", "--out", str(tmp_path)], capsys)
+    assert "SyncBatchNorm needs GPUs" in err
