@@ -1,0 +1,129 @@
+"""The notebook's figures: what they show, their titles and ticks, and that their PNGs stay small (Agg, CPU)."""
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from helpers.plots import (confusion_figure, misclassified_gallery, mosaic, sample_grid,  # noqa: E402
+                           training_curves)
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def png_kb(fig) -> float:
+    """The PNG as the notebook saves it: bbox tight, at the default (inline) dpi."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=plt.rcParams["figure.dpi"])
+    plt.close(fig)
+    return buffer.tell() / 1024
+
+
+def smooth_images(n: int, seed: int = 0) -> torch.Tensor:
+    """n uint8 (3, 32, 32) images of random sinusoidal gradients: compress like photos more than noise does."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    phase_x, phase_y, freq_y = (torch.rand(n, 3, 1, 1, generator=g) * 6 for _ in range(3))
+    freq_x = torch.rand(n, 1, 1, 1, generator=g) * 6
+    images = 0.5 + 0.25 * torch.sin(freq_x * x + phase_x) + 0.25 * torch.cos(freq_y * y + phase_y)
+    return (images.clamp(0, 1) * 255).to(torch.uint8)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_mosaic_places_tiles_with_white_gaps():
+    a, b = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 7, np.uint8)
+    grid = mosaic([[a, b], [None, a]], gap=1)
+    assert grid.shape == (5, 5, 3)
+    assert (grid[:2, :2] == 0).all() and (grid[:2, 3:] == 7).all() and (grid[3:, 3:] == 0).all()
+    assert (grid[3:, :2] == 255).all() and (grid[2] == 255).all() and (grid[:, 2] == 255).all()
+
+
+def test_sample_grid_is_one_image_with_the_classes_as_y_ticks():
+    images, labels = smooth_images(100), torch.arange(100) % 10
+    fig = sample_grid(images, labels, CLASSES)
+    (ax,) = fig.axes
+    (shown,) = ax.get_images()
+    assert shown.get_array().shape == (10 * 34 - 2, 6 * 34 - 2, 3)  # 10 rows x 6 images of 32 px, 2 px gaps
+    grid = np.asarray(shown.get_array())
+    assert (grid[34:66, 68:100] == images[21].permute(1, 2, 0).numpy()).all()  # row "automobile", 3rd image
+    assert [t.get_text() for t in ax.get_yticklabels()] == CLASSES
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in range(1, 7)]
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_sample_grid_takes_float_images_and_leaves_missing_ones_blank():
+    images, labels = smooth_images(30), torch.arange(30) % 10  # 3 per class, 8 asked for
+    as_uint8 = np.asarray(sample_grid(images, labels, CLASSES, per_class=8).axes[0].get_images()[0].get_array())
+    as_float = np.asarray(sample_grid(images.float() / 255, labels, CLASSES, per_class=8)
+                          .axes[0].get_images()[0].get_array())
+    assert as_uint8.shape == (338, 8 * 34 - 2, 3) and (as_uint8 == as_float).all()
+    assert (as_uint8[:, 3 * 34:] == 255).all()
+
+
+def test_sample_grid_png_is_small():
+    labels = torch.arange(100) % 10
+    assert png_kb(sample_grid(smooth_images(100), labels, CLASSES)) < 200  # was ~270 KB at 8 x 10 axes
+    noise = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert png_kb(sample_grid(noise, labels, CLASSES)) < 350  # incompressible worst case; was ~980 KB
+
+
+def history(epochs: int, tested: bool):
+    return [{"epoch": e, "loss": 2 / e, "train_acc": 50 + e, "test_acc": 60 + e if tested else None}
+            for e in range(1, epochs + 1)]
+
+
+def integer_ticks_in_view(ax) -> list:
+    low, high = ax.get_xlim()
+    return [t for t in ax.get_xticks() if low <= t <= high]
+
+
+def test_training_curves_thirty_epochs_have_few_integer_ticks():
+    fig = training_curves(history(30, tested=True), "title")
+    for ax in fig.axes:
+        ticks = integer_ticks_in_view(ax)
+        assert 2 <= len(ticks) <= 11 and all(float(t).is_integer() for t in ticks)
+        assert ax.get_title() and ax.get_xlabel() == "epoch" and ax.get_ylabel()
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["train (augmented)", "test"]
+    assert fig._suptitle.get_text() == "title"
+
+
+def test_training_curves_without_test_accuracy_show_the_train_accuracy_only():
+    fig = training_curves(history(30, tested=False))
+    acc_ax = fig.axes[1]
+    assert len(acc_ax.get_lines()) == 1
+    assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == ["train (augmented)"]
+    assert list(acc_ax.get_lines()[0].get_ydata()) == [50 + e for e in range(1, 31)]
+
+
+def test_training_curves_one_epoch():
+    ticks = integer_ticks_in_view(training_curves(history(1, tested=True)).axes[0])
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_misclassified_gallery_titles_and_png_size():
+    images, labels = smooth_images(200), torch.arange(200) % 10
+    logits = torch.randn(200, 10, generator=torch.Generator().manual_seed(0))
+    fig = misclassified_gallery(images, labels, logits, CLASSES)
+    assert "24 most confident mistakes" in fig._suptitle.get_text()
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 24 and all("->" in ax.get_title() for ax in panels)
+    assert png_kb(fig) < 150  # ~90 KB; was ~190 KB at 72 dpi with the default (smoothing) interpolation
+
+
+def test_confusion_figure_is_titled_and_labelled():
+    labels = torch.arange(100) % 10
+    fig = confusion_figure(labels, torch.nn.functional.one_hot(labels, 10).float(), CLASSES)
+    (ax,) = fig.axes
+    assert ax.get_title() and ax.get_xlabel() == "predicted" and ax.get_ylabel()
+    assert [t.get_text() for t in ax.get_xticklabels()] == CLASSES
+    assert ax.get_yticklabels()[0].get_text() == "airplane (100.0%)"
+    assert png_kb(fig) < 100
