@@ -5,6 +5,7 @@ Every number here is computed from the modules in helpers.convs, so the tables c
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from .convs import (DepthwiseSeparableConv2d, PixelShuffleUpsample, ResizeConvUpsample, SpatiallySeparableConv2d,
@@ -156,15 +157,33 @@ def smooth_bump(size: int = 16) -> torch.Tensor:
     return torch.outer(window, window)
 
 
+def shared_range(pictures) -> tuple:
+    """(vmin, vmax) over all the pictures, one colour scale for a row of them.
+
+    An all-constant row (vmin == vmax) is widened by 0.5 either side, so its value shows mid-grey, not black.
+    """
+    low = min(float(p.min()) for p in pictures)
+    high = max(float(p.max()) for p in pictures)
+    return (low - 0.5, high + 0.5) if low == high else (low, high)
+
+
 def checkerboard_figure(seed: int = 0) -> Figure:
-    """checkerboard_demo on a constant image (top) and a smooth bump (bottom), titled with the scores."""
+    """checkerboard_demo on a constant image (top) and a smooth bump (bottom), titled with the scores.
+
+    Each row shares one grey scale (its colorbar on the right), so its pictures can be compared: the constant
+    input shows at its true level within the row's range instead of an autoscaled, meaningless black.
+    """
     demos = [checkerboard_demo(image, seed) for image in (torch.ones(16, 16), smooth_bump(16))]
-    fig = Figure(figsize=(3 * len(demos[0]), 3.3 * len(demos)), layout="constrained")
-    for axes, results in zip(fig.subplots(len(demos), len(demos[0])), demos):
+    fig = Figure(figsize=(3 * len(demos[0]) + 1, 3.3 * len(demos) + 0.4), layout="constrained")
+    for axes, results, label in zip(fig.subplots(len(demos), len(demos[0])), demos, ("constant", "smooth bump")):
+        vmin, vmax = shared_range([picture for picture, _ in results.values()])
         for ax, (name, (picture, score)) in zip(axes, results.items()):
-            ax.imshow(picture.numpy(), cmap="gray")
+            image = ax.imshow(picture.numpy(), cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
             ax.set_title(f"{name} {picture.shape[0]}x{picture.shape[1]}\ncheckerboard {score:.3f}")
-            ax.set_axis_off()
+            ax.set_xticks([])  # an image: no ticks, but a frame, so a white (maximal) picture still shows
+            ax.set_yticks([])
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label=f"value, {label} row")
+    fig.suptitle("x2 upsamplers: constant image (top), smooth bump (bottom); one grey scale per row")
     return fig
 
 
@@ -198,7 +217,8 @@ def rf_growth_figure(depth: int = 4) -> Figure:
     for key, label in (("normal", "3x3, dilation 1"), ("dilated", "3x3, dilation 1, 2, 4, ...")):
         line, = ax.plot(depths, [r[key] for r in rows], "o-", label=label)
         ax.plot(depths, [r[f"{key} measured"] for r in rows], "x", color=line.get_color(), markersize=10)
-    ax.set_xticks(depths)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers and pixels are whole numbers
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("stacked layers")
     ax.set_ylabel("receptive field (pixels)")
     ax.set_title("Receptive field: linear versus exponential growth")

@@ -1,11 +1,16 @@
 """The zoo's tables, worked example, checkerboard score and receptive-field growth (tiny, CPU)."""
+import io
+
+import matplotlib
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from helpers.zoo import (LECTURE_INPUT, LECTURE_KERNEL, checkerboard_demo, checkerboard_figure, checkerboard_score,
-                         conv_table, format_table, rf_growth, rf_growth_figure, upsampler_table, worked_example)
+                         conv_table, format_table, rf_growth, rf_growth_figure, shared_range, upsampler_table,
+                         worked_example)
 
 
 def test_conv_table_matches_the_lecture():
@@ -71,5 +76,44 @@ def test_receptive_field_grows_linearly_versus_exponentially():
 
 
 def test_figures_are_returned_not_shown():
-    for figure, panels in ((checkerboard_figure(), 8), (rf_growth_figure(), 1)):
+    for figure, panels in ((checkerboard_figure(), 8 + 2), (rf_growth_figure(), 1)):  # 8 pictures, 2 colorbars
         assert isinstance(figure, Figure) and len(figure.axes) == panels
+
+
+def test_checkerboard_rows_share_one_scale_and_the_constant_input_is_not_black():
+    figure = checkerboard_figure()
+    assert figure._suptitle is not None and "one grey scale per row" in figure._suptitle.get_text()
+    pictures = [ax for ax in figure.axes if ax.get_images()]
+    assert len(pictures) == 8 and all(ax.get_title() for ax in pictures)
+    for row in (pictures[:4], pictures[4:]):
+        images = [ax.get_images()[0] for ax in row]
+        arrays = [np.asarray(image.get_array()) for image in images]
+        clim = (min(a.min() for a in arrays), max(a.max() for a in arrays))
+        assert all(image.get_clim() == pytest.approx(clim) for image in images)
+        assert len({id(image.norm) for image in images}) == 4  # each its own norm object, equal limits
+    constant = pictures[0].get_images()[0]
+    shown = constant.norm(np.asarray(constant.get_array()))
+    assert np.ptp(shown) == 0 and 0 < shown.flat[0] <= 1  # was 0 (black) when each panel autoscaled
+    colorbars = [ax for ax in figure.axes if not ax.get_images() and ax.get_ylabel().startswith("value")]
+    assert len(colorbars) == 2
+
+
+def test_shared_range_of_an_all_constant_row_shows_it_mid_grey():
+    vmin, vmax = shared_range([torch.ones(4, 4), torch.ones(2, 2)])
+    assert (1 - vmin) / (vmax - vmin) == 0.5
+    assert shared_range([torch.zeros(2, 2), torch.tensor([[-1.0, 3.0]])]) == (-1.0, 3.0)
+
+
+def test_checkerboard_figure_png_is_small():
+    buffer = io.BytesIO()
+    checkerboard_figure().savefig(buffer, format="png", bbox_inches="tight", dpi=matplotlib.rcParams["figure.dpi"])
+    assert buffer.tell() < 100 * 1024
+
+
+def test_rf_growth_figure_ticks_are_integers():
+    ax = rf_growth_figure(6).axes[0]
+    ax.figure.canvas.draw()
+    for ticks, (low, high) in ((ax.get_xticks(), ax.get_xlim()), (ax.get_yticks(), ax.get_ylim())):
+        shown = [t for t in ticks if low <= t <= high]
+        assert 2 <= len(shown) <= 11 and all(float(t).is_integer() for t in shown)
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
