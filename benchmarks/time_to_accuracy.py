@@ -79,7 +79,7 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
               "peak_tflop_s": round(seconds * peak / 1000, 2)}
     if out is not None:
         path = save_checkpoint(model, Path(out) / f"seed{seed}.pt", recipe=asdict(recipe), preset=name, seed=seed,
-                               test_acc=result["test_acc"])
+                               history=history, processor=result["processor"], test_acc=result["test_acc"])
         result["checkpoint"] = str(path)
     return result
 
@@ -127,14 +127,14 @@ def compare_pipelines(data, preset, precision: str, device, steps: int = 30) -> 
     recipe = preset.recipe
     seed_everything(0)
     layout = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    ours_model = build_model(preset.architecture).to(device).to(memory_format=layout)
+    ours_model = build_model(preset.architecture, **preset.model_kwargs).to(device).to(memory_format=layout)
     ours = images_per_second(ours_model, train_batches(data.train_images.to(device), data.train_labels.to(device),
                                                        recipe.batch_size, torch.Generator().manual_seed(0),
                                                        recipe.translate, recipe.flip, recipe.channels_last),
                              steps, precision, device)
     loader = torch.utils.data.DataLoader(TutorialStyleDataset(data.train_images, data.train_labels), batch_size=128,
                                          shuffle=True, num_workers=2, persistent_workers=False)
-    tutorial = images_per_second(build_model(preset.architecture).to(device), iter(loader), steps, "fp32", device)
+    tutorial = images_per_second(build_model(preset.architecture, **preset.model_kwargs).to(device), iter(loader), steps, "fp32", device)
     return {"compare": "images_per_second", "precision": precision, "ours": round(ours, 1),
             "tutorial_style": round(tutorial, 1), "ratio": round(ours / tutorial, 2)}
 

@@ -110,6 +110,11 @@ def load_resumable(path) -> dict:
     return checkpoint
 
 
+def reported_tta(checkpoint: dict) -> str:
+    """The test-time augmentation the model's recipe reports its accuracy with (flip, before recipes were saved)."""
+    return recipe_from_dict(checkpoint["recipe"]).tta if "recipe" in checkpoint else "flip"
+
+
 def provenance(checkpoint: dict) -> str:
     """One line saying where a model came from: its network, recipe and seed when the file carries them."""
     parts = [checkpoint.get("architecture", LEGACY_ARCHITECTURE)]

@@ -14,7 +14,7 @@ import torch
 
 from .checkpoints import CheckpointError, load_resumable, model_filename, save_checkpoint
 from .data import DatasetError, load_cifar10
-from .device import describe_device
+from .device import describe_device, processor_name
 from .distributed import DistributedTimeoutError, distributed_session, is_main_process, world_size
 from .evaluation import evaluate
 from .models import build_model, count_parameters
@@ -43,13 +43,13 @@ def seed_value(text: str) -> int:
 def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False) -> None:
     """The options every training command shares; --quick composes with the others the same way everywhere."""
     parser.add_argument("--preset", choices=sorted(PRESETS), help=f"network and training recipe (default "
-                                                                   f"{DEFAULT_PRESET}: S7Net; full: S7AirNet)")
+                        f"{DEFAULT_PRESET}: a narrow S7AirNet, 2 epochs; full: S7AirNet, 12 epochs; s7net: S7Net)")
     parser.add_argument("--epochs", type=positive_int, help="override the preset's number of epochs (the "
                                                             "learning-rate schedule spans them)")
     parser.add_argument("--batch-size", type=positive_int, help="override the preset's (global) batch size")
     parser.add_argument("--widths", type=positive_int, nargs=4, metavar="W",
-                        help="channels in C1 C2 C3 C4 (default: the preset network's, S7Net 32 64 128 192, "
-                             "S7AirNet 64 256 256 256)")
+                        help="channels in C1 C2 C3 C4 (default: the preset's: fast 32 96 256 256, full 64 256 256 "
+                             "256, s7net 32 64 128 192)")
     parser.add_argument("--precision", choices=PRECISIONS, help="arithmetic of the training steps (default auto: "
                         "bf16 or fp16 on a GPU, whichever of fp32 and bf16 measures faster on a CPU)")
     parser.add_argument("--data", help="data root holding cifar-10-batches-bin/ or -py/ (default $CIFAR10_ROOT "
@@ -65,7 +65,7 @@ def resolve_options(args) -> tuple[str, Preset, dict]:
     name = args.preset or DEFAULT_PRESET
     preset = resolve(name, quick=bool(args.quick), epochs=args.epochs, batch_size=args.batch_size,
                      precision=args.precision, sync_batchnorm=getattr(args, "sync_batchnorm", None))
-    return name, preset, ({"widths": args.widths} if args.widths else {})
+    return name, preset, {**preset.model_kwargs, **({"widths": args.widths} if args.widths else {})}
 
 
 def fail(parser: argparse.ArgumentParser, error: Exception) -> None:
@@ -157,10 +157,10 @@ def run(args, device):
     test_acc = evaluate(model, data.test_images, data.test_labels, tta=recipe.tta)
     if is_main_process():
         saved = save_checkpoint(model, out / model_filename(architecture), recipe=asdict(recipe), **config,
-                                test_acc=test_acc)
+                                history=history, processor=processor_name(device), test_acc=round(test_acc, 2))
         (out / "history.json").write_text(json.dumps({"architecture": architecture, "recipe": asdict(recipe),
                                                       **config, "history": history, "test_acc": test_acc}, indent=1))
-        report(f"final test accuracy: {test_acc:.2f}% (TTA {'on' if recipe.tta else 'off'}); saved {saved}")
+        report(f"final test accuracy: {test_acc:.2f}% (TTA: {recipe.tta}); saved {saved}")
     return test_acc
 
 

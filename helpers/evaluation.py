@@ -1,24 +1,41 @@
-"""Evaluation: logits, accuracy, and flip test-time augmentation, always in eval mode and full fp32."""
+"""Evaluation: logits, accuracy and test-time augmentation (TTA), always in eval mode and full fp32.
+
+TTA averages the logits of several views of each test image: "flip" the image and its mirror; "flip-translate"
+(airbench's) gives that pair half the weight and the other half to both views shifted by one pixel up-left and
+down-right (reflect padding), each with its mirror. The network sees views it was trained on (flips, shifts).
+"""
 import torch
+import torch.nn.functional as F
 
 from .data import to_float
 from .precision import exact_fp32
 
 
 @torch.no_grad()
-def predict(model, images, tta: bool = False, batch_size: int = 1000):
-    """Logits (float32, on the CPU) for uint8 images; TTA averages each image's logits with its mirror's."""
+def predict(model, images, tta: str = "none", batch_size: int = 1000):
+    """Logits (float32, on the CPU) for uint8 images, with the test-time augmentation `tta` (see above)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     with exact_fp32(device):
         for start in range(0, len(images), batch_size):
-            x = to_float(images[start:start + batch_size].to(device))
-            logits = model(x).float()
-            if tta:
-                logits = (logits + model(x.flip(-1)).float()) / 2
-            out.append(logits.cpu())
+            out.append(augmented_logits(model, to_float(images[start:start + batch_size].to(device)), tta).cpu())
     return torch.cat(out)
+
+
+def augmented_logits(model, x, tta: str):
+    """The mean logits of the TTA views of the float images x."""
+    if tta == "none":
+        return model(x).float()
+    flip = (model(x).float() + model(x.flip(-1)).float()) / 2
+    if tta == "flip":
+        return flip
+    if tta != "flip-translate":
+        raise ValueError(f"unknown test-time augmentation {tta!r}")
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = (padded[..., :-2, :-2], padded[..., 2:, 2:])
+    translated = sum(model(v).float() + model(v.flip(-1)).float() for v in shifted) / 4
+    return (flip + translated) / 2
 
 
 def accuracy(logits, labels) -> float:
@@ -26,6 +43,26 @@ def accuracy(logits, labels) -> float:
     return 100 * (logits.argmax(1) == labels.cpu()).float().mean().item()
 
 
-def evaluate(model, images, labels, tta: bool = False) -> float:
+def evaluate(model, images, labels, tta: str = "none") -> float:
     """Top-1 accuracy in percent of `model` on uint8 images."""
     return accuracy(predict(model, images, tta), labels)
+
+
+def mistake_summary(labels, logits, classes) -> dict:
+    """What a reading of the errors needs, computed: each class's accuracy, the largest confusions (true,
+    predicted, count), how many mistakes, and the median confidence of right and of wrong predictions."""
+    labels = labels.cpu()
+    probabilities, predicted = logits.softmax(1).max(1)
+    counts = torch.zeros(len(classes), len(classes), dtype=torch.int64)
+    counts.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    per_class = (100 * counts.diag() / counts.sum(1)).tolist()
+    off_diagonal = counts - torch.diag(counts.diag())
+    top = off_diagonal.flatten().argsort(descending=True)[:6].tolist()
+    right = predicted == labels
+    return {"per_class": dict(zip(classes, per_class)),
+            "confusions": [(classes[i // len(classes)], classes[i % len(classes)], off_diagonal.flatten()[i].item())
+                           for i in top],
+            "mistakes": int((~right).sum()),
+            "median_confidence_right": probabilities[right].median().item(),
+            "median_confidence_wrong": probabilities[~right].median().item(),
+            "max_confidence_wrong": probabilities[~right].max().item()}

@@ -199,3 +199,9 @@ def count_parameters(model: nn.Module) -> int:
     """Every parameter, trained or frozen (S7AirNet's whitening filters and BatchNorm scales count too):
     the number the assignment limits. Buffers such as BN statistics are not parameters."""
     return sum(p.numel() for p in model.parameters())
+
+
+def parameter_split(model: nn.Module) -> tuple[int, int]:
+    """(trained, frozen) parameter counts: S7AirNet freezes its whitening filters and BatchNorm scales."""
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trained, count_parameters(model) - trained

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
-from .checkpoints import CheckpointError, load_checkpoint, provenance, rebuild_model, weights_path
+from .checkpoints import CheckpointError, load_checkpoint, provenance, rebuild_model, reported_tta, weights_path
 from .data import CLASSES
 from .evaluation import predict
 
@@ -89,7 +89,7 @@ def _integer_range(image: Image.Image, values: np.ndarray) -> tuple[int, int]:
     return (-2 ** (bits - 1), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
 
 
-def top_classes(model, images: torch.Tensor, k: int = 3, tta: bool = True) -> list[list[tuple[str, float]]]:
+def top_classes(model, images: torch.Tensor, k: int = 3, tta: str = "flip") -> list[list[tuple[str, float]]]:
     """For each uint8 image, the k likeliest classes with their probabilities, likeliest first."""
     probabilities, indices = predict(model, images, tta=tta).softmax(1).topk(k)
     return [[(CLASSES[i], p) for i, p in zip(row_indices.tolist(), row_probabilities.tolist())]
@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
                         help="checkpoint written by helpers.train (default: the committed S7AirNet, %(default)s)")
     parser.add_argument("--no-tta", dest="tta", action="store_false",
-                        help="do not average with the mirrored image (the accuracy training reports uses it)")
+                        help="no test-time augmentation (by default the one the model's recipe reports with: the "
+                             "mirror, and for the presets one-pixel shifts too)")
     args = parser.parse_args(argv)
     try:
         checkpoint = load_checkpoint(args.weights)
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
         except NotAnImageError as error:
             complain(str(error))
     if images:
-        for path, top in zip(paths, top_classes(model, torch.stack(images), tta=args.tta)):
+        for path, top in zip(paths, top_classes(model, torch.stack(images),
+                                                tta=reported_tta(checkpoint) if args.tta else "none")):
             print(f"{path}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in top))
     return 0 if len(images) == len(args.images) else 2
 

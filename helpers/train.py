@@ -4,6 +4,7 @@ The notebook, `python -m helpers.train` and the benchmark call the same `train`;
 helpers.recipes, how it saves from helpers.checkpoints, and the arithmetic from helpers.precision.
 """
 import copy
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -107,9 +108,10 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
         batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator,
                                 recipe.translate, recipe.flip, recipe.channels_last, part,
                                 alternate_flip_epoch=epoch if recipe.alternate_flip else None)
-        # mininterval: a few bar updates per epoch are enough for a person watching.
-        for x, y in tqdm(batches, total=epoch_steps, desc=f"epoch {epoch}", leave=False, disable=not progress,
-                         mininterval=5):
+        # A bar for a person at a terminal only: in a notebook or a log file it leaves hundreds of fragments, and
+        # the line printed per epoch says what matters. mininterval: a few updates per epoch are enough.
+        for x, y in tqdm(batches, total=epoch_steps, desc=f"epoch {epoch}", leave=False,
+                         disable=not (progress and sys.stderr.isatty()), mininterval=5):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, recipe) * group["lr_scale"]
             loss, logits = train_step(net, x, y, optimizer, scaler, recipe, device)

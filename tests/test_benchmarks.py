@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers.models import build_model
+from helpers.recipes import PRESETS
 from helpers.zoo import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +19,8 @@ def run_script(*args) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("preset, architecture, params", [("fast", "S7Net", 671_722), ("full", "S7AirNet", 928_824)])
+@pytest.mark.parametrize("preset, architecture, params", [("fast", "S7AirNet", 224_408), ("full", "S7AirNet", 928_824),
+                                                          ("s7net", "S7Net", 671_722)])
 def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_path, real_data_root, preset,
                                                                           architecture, params):
     out = run_script("benchmarks/time_to_accuracy.py", "--preset", preset, "--quick", "--epochs", "2",
@@ -31,7 +33,8 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
         assert r["train_seconds"] > 0 and r["images_per_second"] > 0 and r["precision"] in ("fp32", "bf16")
         # Against the machine's own limit: the work done, and the compute the machine offered meanwhile.
         images = 2 * (2048 // 256) * 256  # quick mode: 2 epochs of 8 batches of 256
-        assert r["train_tflop"] == round(6 * count_macs(build_model(architecture), (3, 32, 32)) * images / 1e12, 3)
+        network = build_model(architecture, **PRESETS[preset].model_kwargs)
+        assert r["train_tflop"] == round(6 * count_macs(network, (3, 32, 32)) * images / 1e12, 3)
         assert r["peak_gflops"] > 1 and r["peak_tflop_s"] == pytest.approx(r["train_seconds"] * r["peak_gflops"] / 1000,
                                                                            abs=0.01)
         assert r["efficiency"] == pytest.approx(r["train_tflop"] / r["peak_tflop_s"], rel=0.02)

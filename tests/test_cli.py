@@ -45,16 +45,16 @@ def test_quick_composes_with_explicit_epochs_and_batch_size(small, tmp_path):
 
 def test_the_final_model_is_named_by_its_architecture_and_carries_its_provenance(small, tmp_path):
     main(["--epochs", "1", *TINY, "--seed", "3", "--out", str(tmp_path)])
-    saved = torch.load(tmp_path / "s7net.pt", weights_only=True)
+    saved = torch.load(tmp_path / "s7airnet.pt", weights_only=True)
     assert (saved["architecture"], saved["preset"], saved["seed"], saved["recipe"]["precision"]) == \
-        ("S7Net", "fast", 3, "fp32")
+        ("S7AirNet", "fast", 3, "fp32")
     assert "architecture" not in saved["recipe"]  # stored once, beside the recipe
 
 
 def test_runs_get_their_own_folder_by_default(small, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["--epochs", "1", *TINY, "--seed", "2"])
-    assert (tmp_path / "runs" / "fast-seed2" / "s7net.pt").is_file()
+    assert (tmp_path / "runs" / "fast-seed2" / "s7airnet.pt").is_file()
 
 
 def test_an_out_that_is_a_file_is_refused_before_training(small, tmp_path, capsys, monkeypatch):

@@ -22,7 +22,7 @@ from helpers.train import ConfigError, seed_everything, train
 from tests.conftest import free_port, made_up_images
 
 # Plain fp32 and layout: what is compared is the arithmetic of the update, to a tight tolerance.
-RECIPE = Recipe(epochs=2, batch_size=64, lr=0.05, precision="fp32", channels_last=False, tta=False)
+RECIPE = Recipe(epochs=2, batch_size=64, lr=0.05, precision="fp32", channels_last=False, tta="none")
 
 
 def loopback_env() -> dict:
@@ -108,8 +108,8 @@ def test_torchrun_trains_with_two_processes_and_only_rank_0_writes(tmp_path, rea
     assert result.returncode == 0, result.stderr
     assert "2 processes (DistributedDataParallel)" in result.stdout
     assert result.stdout.count("final test accuracy") == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "last.pt", "s7net.pt"]
-    assert load_model(tmp_path / "s7net.pt").model_kwargs["widths"] == [8, 16, 32, 48]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "last.pt", "s7airnet.pt"]
+    assert load_model(tmp_path / "s7airnet.pt").model_kwargs["widths"] == [8, 16, 32, 48]
 
 
 # Each rank imports, waits for "go" (so the 5 s timeout does not also time the other's import), joins, then sums.

@@ -71,17 +71,17 @@ def test_resuming_with_another_recipe_is_refused(small, tmp_path):
 
 def test_command_line_resumes_to_exactly_the_weights_of_an_uninterrupted_run(small, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli_module, "load_cifar10", lambda root: small)
-    run = ["--epochs", "2", "--batch-size", "64", "--widths", *TINY, "--seed", "1"]
+    run = ["--epochs", "2", "--batch-size", "64", "--widths", *TINY, "--seed", "1", "--precision", "fp32"]
     assert main([*run, "--stop-after-epoch", "1", "--out", str(tmp_path / "a")]) is None
     assert f"stopped after epoch 1 of 2; go on with: python -m helpers.train --resume {tmp_path / 'a' / 'last.pt'}" \
         in capsys.readouterr().out
-    assert not (tmp_path / "a" / "s7net.pt").exists()
+    assert not (tmp_path / "a" / "s7airnet.pt").exists()
     first_epoch = load_resumable(tmp_path / "a" / "last.pt")["history"]
     main(["--resume", str(tmp_path / "a" / "last.pt")])
     out = capsys.readouterr().out
     assert "epoch  2 " in out and "epoch  1 " not in out  # it went on, it did not start again
     main([*run, "--out", str(tmp_path / "b")])
-    resumed, whole = (load_checkpoint(tmp_path / folder / "s7net.pt")["state_dict"] for folder in "ab")
+    resumed, whole = (load_checkpoint(tmp_path / folder / "s7airnet.pt")["state_dict"] for folder in "ab")
     for name, weight in whole.items():
         assert torch.equal(resumed[name], weight), name
     record = json.loads((tmp_path / "a" / "history.json").read_text())

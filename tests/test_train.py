@@ -8,7 +8,7 @@ from helpers.models import S7Net
 from helpers.checkpoints import load_model, save_checkpoint
 from helpers.cli import main
 from helpers.evaluation import evaluate, predict
-from helpers.recipes import Recipe, quick_data, resolve
+from helpers.recipes import PRESETS, Recipe, quick_data, resolve
 from helpers.train import learning_rate, seed_everything, train
 
 TINY = (8, 16, 32, 48)  # S7Net widths small enough for a few CPU steps in a test
@@ -69,7 +69,7 @@ def test_evaluate_and_tta_match_a_computation_by_hand(small_real):
     with torch.no_grad():
         plain, mirrored = model(x), model(x.flip(-1))
     assert evaluate(model, images, labels) == pytest.approx(100 * (plain.argmax(1) == labels).float().mean().item())
-    assert torch.allclose(predict(model, images, tta=True), (plain + mirrored) / 2, atol=1e-5)
+    assert torch.allclose(predict(model, images, tta="flip"), (plain + mirrored) / 2, atol=1e-5)
 
 
 def test_checkpoint_rebuilds_exactly_the_evaluated_model(tmp_path, small_real):
@@ -97,7 +97,7 @@ def test_quick_mode_shrinks_data_and_schedule_and_explicit_overrides_still_win(s
     assert (quick.epochs, quick.batch_size, quick.lr) == (1, 256, resolve("full").recipe.lr)
     overridden = resolve("full", quick=True, epochs=2, batch_size=64, precision="fp16").recipe
     assert (overridden.epochs, overridden.batch_size, overridden.precision) == (2, 64, "fp16")
-    assert resolve("fast", epochs=None).recipe == Recipe()  # None keeps the preset's value
+    assert resolve("fast", epochs=None) == PRESETS["fast"]  # None keeps the preset's value
 
 
 def test_command_line_help_lists_the_options(capsys):
@@ -115,8 +115,8 @@ def test_command_line_trains_saves_and_prints_the_accuracy(tmp_path, real_data_r
     assert f"final test accuracy: {test_acc:.2f}%" in out
     record = json.loads((tmp_path / "history.json").read_text())
     assert record["test_acc"] == test_acc and len(record["history"]) == 1
-    model = load_model(tmp_path / "s7net.pt")
-    assert model.model_kwargs["widths"] == [32, 64, 128, 192]
+    model = load_model(tmp_path / "s7airnet.pt")  # the default preset's network, named by its architecture
+    assert model.model_kwargs["widths"] == [32, 96, 256, 256]
 
 
 def test_unknown_preset_is_rejected_by_the_parser(capsys):
