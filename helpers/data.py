@@ -4,21 +4,16 @@ The whole data set is 180 MB of uint8, so it lives in memory (on the GPU when tr
 batch is cut, flipped and translated as one tensor: no per-image PIL work, no DataLoader workers.
 """
 import hashlib
-import http.client
 import io
 import os
 import pickle
-import shutil
-import tarfile
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from .download import ARCHIVE_FOLDER, DownloadError, download_cifar10
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (3, 32, 32)
@@ -36,7 +31,7 @@ BINARY_MD5 = {
     "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
 }
 # torchvision's python layout (what `torchvision.datasets.CIFAR10(download=True)` leaves behind).
-PYTHON_FOLDER = "cifar-10-batches-py"
+PYTHON_FOLDER = ARCHIVE_FOLDER  # torchvision's python layout: cifar-10-batches-py
 TRAIN_FILES = {BINARY_FOLDER: [f"data_batch_{i}.bin" for i in range(1, 6)],
                PYTHON_FOLDER: [f"data_batch_{i}" for i in range(1, 6)]}
 TEST_FILES = {BINARY_FOLDER: ["test_batch.bin"], PYTHON_FOLDER: ["test_batch"]}
@@ -48,14 +43,6 @@ PYTHON_MD5 = {
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
-# The archive torchvision.datasets.CIFAR10 downloads (same URL, name and MD5), which unpacks to the python layout.
-ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-ARCHIVE_NAME = "cifar-10-python.tar.gz"
-ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
-DOWNLOAD_TIMEOUT_S = 30  # per connect and per read: a server that accepts and then says nothing must not hang us
-DOWNLOAD_ATTEMPTS = 3
-RETRY_WAIT_S = 2  # before attempt n + 1, wait n times this: a short backoff for a flaky network
-
 
 class DatasetError(RuntimeError):
     """CIFAR-10 is missing, truncated or corrupted; the message says where we looked and what we expected.
@@ -65,10 +52,6 @@ class DatasetError(RuntimeError):
 
     def __init__(self, message: str):
         super().__init__(" ".join(message.split()))
-
-
-class _TransferError(Exception):
-    """A download that ended early or did not match its MD5: worth another attempt."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +91,10 @@ def load_cifar10(root=None, download: bool = True, strict: bool = True) -> CIFAR
     if folder is None:
         if not download:
             raise DatasetError(_not_found_message(root))
-        download_cifar10(root)
+        try:
+            download_cifar10(root)
+        except DownloadError as error:
+            raise DatasetError(f"{_not_found_message(root)} The download failed too: {error}") from error
         folder = root / PYTHON_FOLDER
     parse = _parse_binary if folder.name == BINARY_FOLDER else _parse_python
     train = [parse(folder / name, _read_checked(folder / name, strict)) for name in TRAIN_FILES[folder.name]]
@@ -125,104 +111,6 @@ def find_layout(root: Path):
             if folder.name == name and folder.is_dir():
                 return folder
     return None
-
-
-def download_cifar10(root: Path, timeout: float = DOWNLOAD_TIMEOUT_S, attempts: int = DOWNLOAD_ATTEMPTS) -> None:
-    """Fetch the python-layout archive and unpack it into `root`; a failure leaves nothing behind.
-
-    The archive is downloaded and unpacked in a hidden staging folder inside `root`, and cifar-10-batches-py/
-    moves into place only once it passed its MD5 and unpacked completely, so no partial copy ever looks
-    complete. A root (or parents) that this call had to create is removed again when it fails.
-    """
-    root = Path(root)
-    created = _first_missing(root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".cifar-10-download-", dir=root) as staging:
-            archive, unpacked = Path(staging) / ARCHIVE_NAME, Path(staging) / "unpacked"
-            _fetch(ARCHIVE_URL, archive, timeout, attempts)
-            _extract(archive, unpacked)
-            _move_into_place(unpacked / PYTHON_FOLDER, root / PYTHON_FOLDER)
-    except (OSError, tarfile.TarError, _TransferError) as error:
-        raise DatasetError(f"{_not_found_message(root)} The download failed too: {error}") from error
-    finally:  # on any failure, Ctrl-C included, leave no root that was not there before
-        if created is not None and not (root / PYTHON_FOLDER).is_dir():
-            shutil.rmtree(created, ignore_errors=True)
-
-
-def _first_missing(path: Path):
-    """The outermost folder of `path` that does not exist yet (None when it exists): what mkdir would create."""
-    missing = None
-    for folder in (path, *path.parents):
-        if folder.exists():
-            return missing
-        missing = folder
-    return missing
-
-
-def _fetch(url: str, path: Path, timeout: float, attempts: int) -> None:
-    """Download `url` into `path` and check its MD5, retrying failures that another attempt may cure."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return _fetch_once(url, path, timeout)
-        except urllib.error.HTTPError as error:
-            if error.code < 500:  # the file is not there: asking again will not change that
-                raise _TransferError(f"{url} answered HTTP {error.code} {error.reason}") from error
-            failure = f"HTTP {error.code} {error.reason}"
-        except (OSError, http.client.HTTPException, _TransferError) as error:
-            failure = _describe(error, timeout)
-        if attempt < attempts:
-            time.sleep(RETRY_WAIT_S * attempt)
-    raise _TransferError(f"{url} failed {attempts} times, the last time: {failure}")
-
-
-def _fetch_once(url: str, path: Path, timeout: float) -> None:
-    """One attempt: stream the body to `path`, then check its length and MD5.
-
-    A fresh opener reads $http_proxy, $https_proxy and $no_proxy now (urlopen's cached one read them once).
-    """
-    digest, size = hashlib.md5(), 0
-    opener = urllib.request.build_opener()
-    with opener.open(url, timeout=timeout) as response, open(path, "wb") as file:
-        expected = response.headers.get("Content-Length")
-        while chunk := response.read(1 << 20):
-            file.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-    if expected is not None and size != int(expected):
-        raise _TransferError(f"the connection closed after {size:,} of {int(expected):,} bytes")
-    if digest.hexdigest() != ARCHIVE_MD5:
-        raise _TransferError(f"the {size:,} bytes received have MD5 {digest.hexdigest()}, not {ARCHIVE_MD5}")
-
-
-def _describe(error: Exception, timeout: float) -> str:
-    """A timeout named as one (urllib wraps a connect timeout in URLError), anything else as it says."""
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error
-    if isinstance(reason, TimeoutError):
-        return f"no answer within the {timeout:g} s timeout"
-    return str(reason) or type(reason).__name__
-
-
-def _extract(archive: Path, folder: Path) -> None:
-    """Unpack `archive` into `folder`, refusing links, devices and any member that would land outside it."""
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar.getmembers():
-            inside = (folder / member.name).resolve().is_relative_to(folder.resolve())
-            if not (member.isfile() or member.isdir()) or not inside:
-                raise tarfile.ExtractError(f"{archive.name} holds {member.name!r}, which is not a plain file "
-                                           f"inside the archive's folder: refused")
-        tar.extractall(folder, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-
-
-def _move_into_place(unpacked: Path, target: Path) -> None:
-    """Rename the complete folder to its final name; another process may have just put its own copy there."""
-    if not unpacked.is_dir():
-        raise tarfile.ExtractError(f"the archive holds no {PYTHON_FOLDER}/ folder")
-    try:
-        unpacked.rename(target)
-    except OSError:
-        if not target.is_dir():
-            raise
 
 
 def _not_found_message(root: Path) -> str:

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from helpers import data as data_module
+from helpers import download as download_module
+from helpers.download import DownloadError
 from helpers.data import (BINARY_FOLDER, CLASSES, PYTHON_FOLDER, DatasetError, augment, download_cifar10,
                           load_cifar10, train_batches)
 from tests.conftest import write_binary_layout, write_python_layout
@@ -132,9 +134,9 @@ def archive_of(folder) -> bytes:
 
 def serve_as_the_archive(monkeypatch, url: str, archive: bytes) -> None:
     """Point the download at `url` and accept `archive` as the official one; no waiting between attempts."""
-    monkeypatch.setattr(data_module, "ARCHIVE_URL", url)
-    monkeypatch.setattr(data_module, "ARCHIVE_MD5", hashlib.md5(archive).hexdigest())
-    monkeypatch.setattr(data_module, "RETRY_WAIT_S", 0.1)
+    monkeypatch.setattr(download_module, "ARCHIVE_URL", url)
+    monkeypatch.setattr(download_module, "ARCHIVE_MD5", hashlib.md5(archive).hexdigest())
+    monkeypatch.setattr(download_module, "RETRY_WAIT_S", 0.1)
 
 
 @pytest.fixture
@@ -176,7 +178,7 @@ def test_corrupted_file_fails_the_checksum(tmp_path, served_archive):
 
 
 def test_failed_download_says_where_it_looked_in_one_line(tmp_path, local_server, monkeypatch):
-    monkeypatch.setattr(data_module, "ARCHIVE_URL", f"{local_server[1]}/absent.tar.gz")
+    monkeypatch.setattr(download_module, "ARCHIVE_URL", f"{local_server[1]}/absent.tar.gz")
     with pytest.raises(DatasetError, match="CIFAR-10 not found in .* The download failed too: .*absent.tar.gz "
                                            "answered HTTP 404") as error:
         load_cifar10(tmp_path / "root", download=True)
@@ -187,17 +189,17 @@ def test_failed_download_says_where_it_looked_in_one_line(tmp_path, local_server
 @pytest.mark.parametrize("as_proxy", [False, True])
 def test_a_silent_server_fails_the_download_quickly_naming_the_timeout(tmp_path, silent_server, monkeypatch,
                                                                        as_proxy):
-    monkeypatch.setattr(data_module, "RETRY_WAIT_S", 0.1)
+    monkeypatch.setattr(download_module, "RETRY_WAIT_S", 0.1)
     if as_proxy:  # the download goes through $http_proxy, as urllib's do
         for name in ("no_proxy", "NO_PROXY", "HTTP_PROXY"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("http_proxy", silent_server)
-        monkeypatch.setattr(data_module, "ARCHIVE_URL", "http://cifar.invalid/cifar-10-python.tar.gz")
+        monkeypatch.setattr(download_module, "ARCHIVE_URL", "http://cifar.invalid/cifar-10-python.tar.gz")
     else:
-        monkeypatch.setattr(data_module, "ARCHIVE_URL", f"{silent_server}/cifar-10-python.tar.gz")
+        monkeypatch.setattr(download_module, "ARCHIVE_URL", f"{silent_server}/cifar-10-python.tar.gz")
     root = tmp_path / "new" / "root"
     started = time.monotonic()
-    with pytest.raises(DatasetError, match="failed 2 times, the last time: no answer within the 1 s timeout"):
+    with pytest.raises(DownloadError, match="failed 2 times, the last time: no answer within the 1 s timeout"):
         download_cifar10(root, timeout=1, attempts=2)
     assert time.monotonic() - started < 5
     assert list(tmp_path.iterdir()) == []  # neither the root nor its parent was left behind
@@ -226,7 +228,7 @@ def test_a_cut_transfer_is_a_clear_error_and_leaves_no_partial_file(tmp_path, mo
     root = tmp_path / "root"
     root.mkdir()
     try:
-        with pytest.raises(DatasetError, match=f"the connection closed after {len(archive) // 2:,} of "
+        with pytest.raises(DownloadError, match=f"the connection closed after {len(archive) // 2:,} of "
                                                f"{len(archive):,} bytes"):
             download_cifar10(root, timeout=1, attempts=2)
     finally:
@@ -238,7 +240,7 @@ def test_a_cut_transfer_is_a_clear_error_and_leaves_no_partial_file(tmp_path, mo
 def test_a_truncated_archive_fails_its_md5_and_leaves_nothing(tmp_path, served_archive, local_server):
     served = local_server[0] / "cifar-10-python.tar.gz"
     served.write_bytes(served.read_bytes()[:-100])  # served whole, with a matching Content-Length
-    with pytest.raises(DatasetError, match="failed 2 times, the last time: the .* bytes received have MD5 .*, not"):
+    with pytest.raises(DownloadError, match="failed 2 times, the last time: the .* bytes received have MD5 .*, not"):
         download_cifar10(tmp_path / "root", timeout=1, attempts=2)
     assert not (tmp_path / "root").exists()
 
@@ -252,7 +254,7 @@ def test_an_archive_member_escaping_its_folder_is_refused(tmp_path, local_server
     (local_server[0] / "evil.tar.gz").write_bytes(buffer.getvalue())
     serve_as_the_archive(monkeypatch, f"{local_server[1]}/evil.tar.gz", buffer.getvalue())
     root = tmp_path / "deep" / "root"
-    with pytest.raises(DatasetError, match="holds '../escaped.txt', which is not a plain file inside"):
+    with pytest.raises(DownloadError, match="holds '../escaped.txt', which is not a plain file inside"):
         download_cifar10(root)
     assert not (tmp_path / "deep").exists() and not list(tmp_path.rglob("escaped.txt"))
 

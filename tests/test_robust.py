@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import cli as cli_module
-from helpers import data as data_module
+from helpers import download as download_module
 from helpers.data import BINARY_FOLDER, PYTHON_FOLDER
 from helpers.models import S7Net
 from helpers.checkpoints import (RESUME_KEYS, CheckpointError, load_checkpoint, load_model, load_resumable,
@@ -140,8 +140,8 @@ def test_an_exploding_learning_rate_stops_training(small):
 # --- the command line's errors: status 2 and a message, never a traceback ------------------------------------
 
 def offline_without_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_module, "ARCHIVE_URL", f"http://127.0.0.1:{free_port()}/cifar-10-python.tar.gz")
-    monkeypatch.setattr(data_module, "RETRY_WAIT_S", 0)
+    monkeypatch.setattr(download_module, "ARCHIVE_URL", f"http://127.0.0.1:{free_port()}/cifar-10-python.tar.gz")
+    monkeypatch.setattr(download_module, "RETRY_WAIT_S", 0)
     return ["--data", str(tmp_path / "nowhere")]
 
 
@@ -157,7 +157,7 @@ def weights_only_checkpoint(tmp_path, monkeypatch):
 @pytest.mark.parametrize("make_args, expected", [
     (offline_without_data, ["CIFAR-10 not found in", BINARY_FOLDER, PYTHON_FOLDER, "download failed too"]),
     (truncated_batch_file, ["data_batch_1.bin has 6,146 bytes", "truncated"]),
-    (lambda tmp_path, _: ["--check", "--widths", "64", "128", "256", "512"],
+    (lambda tmp_path, _: ["--preset", "s7net", "--check", "--widths", "64", "128", "256", "512"],
      ["the model fails the S7 checks: parameters is 4,003,530, required < 1,000,000"]),
     (lambda tmp_path, _: ["--resume", str(tmp_path / "gone.pt")], ["gone.pt does not exist"]),
     (weights_only_checkpoint, ["holds weights only, not a run to resume", "last.pt"]),
@@ -176,7 +176,7 @@ def test_command_line_mistakes_exit_with_status_2_and_say_what_is_wrong(tmp_path
 
 
 def test_command_line_prints_a_failed_check_as_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "helpers.train", "--check", "--widths", "64", "128", "256", "512",
+    result = subprocess.run([sys.executable, "-m", "helpers.train", "--preset", "s7net", "--check", "--widths", "64", "128", "256", "512",
                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith("python -m helpers.train: error: the model fails the S7 checks")

@@ -1,18 +1,22 @@
-"""The committed weights are the model the notebook trained, and they reproduce its reported accuracy."""
-from pathlib import Path
-
+"""The committed weights: one model per preset, each carrying where it came from, and each reproducing the
+accuracy it reports when evaluated again here."""
+import pytest
 import torch
 
-from helpers.spec import check_s7
-from helpers.checkpoints import load_model
+from helpers.checkpoints import load_checkpoint, rebuild_model, reported_tta, weights_path
 from helpers.evaluation import evaluate
+from helpers.recipes import PRESETS, recipe_from_dict
+from helpers.spec import check_s7
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "s7airnet-full-seed0.pt"
 
-
-def test_committed_weights_reproduce_the_notebooks_accuracy(real_data):
-    model = load_model(WEIGHTS)
-    tta = evaluate(model, real_data.test_images, real_data.test_labels, tta=True)
-    plain = evaluate(model, real_data.test_images, real_data.test_labels)
-    assert (round(tta, 2), round(plain, 2)) == (93.39, 92.39)  # the notebook's preset-full run, seed 0
+@pytest.mark.parametrize("preset", ["fast", "full"])
+def test_committed_weights_carry_their_provenance_and_reproduce_their_accuracy(preset, real_data):
+    checkpoint = load_checkpoint(weights_path(preset, 0))
+    assert (checkpoint["preset"], checkpoint["seed"], checkpoint["architecture"]) == \
+        (preset, 0, PRESETS[preset].architecture)
+    history = checkpoint.get("history", [])  # the training run's, epoch by epoch
+    assert not history or len(history) == recipe_from_dict(checkpoint["recipe"]).epochs
+    model = rebuild_model(checkpoint).eval()
+    tta = evaluate(model, real_data.test_images, real_data.test_labels, tta=reported_tta(checkpoint))
+    assert round(tta, 2) == checkpoint["test_acc"]  # what it says it reaches, measured again
     assert all(check.passed for check in check_s7(model, tta, device=torch.device("cpu")))
