@@ -115,3 +115,14 @@ def test_command_line_full_preset_trains_and_saves_s7airnet(tmp_path, real_data_
     test_acc = main(["--preset", "full", "--quick", "--data", str(real_data_root), "--out", str(tmp_path)])
     assert "S7AirNet: 928,824 parameters" in capsys.readouterr().out
     assert type(load_model(tmp_path / "s7airnet.pt")) is S7AirNet and 0 <= test_acc <= 100
+
+
+def test_whitening_is_fitted_whatever_device_the_model_is_already_on(real_data):
+    """A user may move the model to a GPU before train(): the statistics are computed on the CPU all the same.
+    The meta device stands in for the GPU (its tensors hold no data, so any CPU arithmetic with them fails)."""
+    model = S7AirNet(TINY_AIR).to("meta")
+    model.fit_whitening(real_data.train_images[:500])  # the buffers on meta are not used
+    assert model.c1[0].weight.device.type == "meta"
+    on_cpu = S7AirNet(TINY_AIR)
+    on_cpu.fit_whitening(real_data.train_images[:500])
+    assert on_cpu.c1[0].weight.abs().sum() > 0

@@ -41,8 +41,8 @@ def test_the_checks_catch_what_the_old_notebook_typed():
 
 def test_saved_outputs_are_clean_and_the_file_is_small():
     assert NOTEBOOK.stat().st_size < 1_000_000
-    streams = [output.get("text", "") for cell in json.loads(NOTEBOOK.read_text())["cells"]
-               for output in cell.get("outputs", []) if output.get("output_type") == "stream"]
+    streams = ["".join(output.get("text", "")) for cell in json.loads(NOTEBOOK.read_text())["cells"]
+               for output in cell.get("outputs", []) if output.get("output_type") == "stream"]  # str or lines
     fragments = [text for text in streams if "\r" in text or re.search(r"\d+it/s|it/s\]|s/it\]", text)]
     assert not fragments, f"progress-bar fragments saved: {fragments[:2]}"
 
