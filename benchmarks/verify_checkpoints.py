@@ -2,7 +2,7 @@
 
     python benchmarks/verify_checkpoints.py runs/bench/seed*.pt --data ../shared/data --report runs/bench.jsonl
 
-Only the network comes from helpers (helpers.checkpoints.rebuild_model); the test images are read straight from
+Only the network and the name of its TTA come from helpers (helpers.checkpoints); the test images are read straight from
 the official binary file, or from torchvision's python file after checking its official MD5 (it is a pickle),
 and the accuracy (plain and flip-TTA) is computed here in a few lines of torch.
 """
@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.checkpoints import rebuild_model  # noqa: E402
+from helpers.checkpoints import rebuild_model, reported_tta  # noqa: E402
 
 PYTHON_TEST_MD5 = "40351d587109b95175f43aff81a1287e"  # torchvision's cifar-10-batches-py/test_batch
 
@@ -40,12 +40,6 @@ def official_test_set(data_root: Path):
     return images, torch.tensor(batch[b"labels"], dtype=torch.int64)
 
 
-def tta_mode(checkpoint: dict) -> str:
-    """The test-time augmentation the checkpoint's recipe reports with (older files: True meant the flip)."""
-    tta = checkpoint.get("recipe", {}).get("tta", True)
-    return {True: "flip", False: "none"}.get(tta, tta) if isinstance(tta, bool) else tta
-
-
 def weighted_views(x, tta: str):
     """(weight, view) pairs: the image and its mirror, and for flip-translate also both shifted one pixel up-left
     and down-right (reflect padding), each pair of shifted views sharing half of the weight."""
@@ -62,7 +56,7 @@ def weighted_views(x, tta: str):
 def accuracies(path: Path, images, labels):
     """[accuracy with the recipe's TTA, plain accuracy], in percent, rounded as the benchmark reports them."""
     checkpoint = torch.load(path, weights_only=True)
-    model, tta = rebuild_model(checkpoint, path).eval(), tta_mode(checkpoint)
+    model, tta = rebuild_model(checkpoint, path).eval(), reported_tta(checkpoint)
     plain, augmented = [], []
     for x in (images[i:i + 1000].float() / 255 for i in range(0, len(images), 1000)):
         plain.append(model(x).argmax(1))
@@ -88,7 +82,7 @@ def main():
         claimed = reported.get(path.name)
         verdict = "" if claimed is None else (" matches the report" if list(claimed) == measured
                                               else f" DIFFERS from the report {claimed}")
-        print(f"{path}: test_acc {measured[0]:.2f}% (TTA: {tta_mode(torch.load(path, weights_only=True))}), "
+        print(f"{path}: test_acc {measured[0]:.2f}% (TTA: {reported_tta(torch.load(path, weights_only=True))}), "
               f"{measured[1]:.2f}% plain{verdict}")
 
 
