@@ -2,9 +2,9 @@
 
     python benchmarks/verify_checkpoints.py runs/bench/seed*.pt --data ../shared/data --report runs/bench.jsonl
 
-Only the network and the name of its TTA come from helpers (helpers.checkpoints); the test images are read straight from
-the official binary file, or from torchvision's python file after checking its official MD5 (it is a pickle),
-and the accuracy (plain and flip-TTA) is computed here in a few lines of torch.
+Only the network and the name of its TTA come from helpers (helpers.checkpoints); the test images are read
+straight from the official binary file, or from torchvision's python file after checking its official MD5 (it is a
+pickle), and the accuracy (plain, and with the checkpoint's TTA) is computed here in a few lines of torch.
 """
 import argparse
 import hashlib
