@@ -1,10 +1,10 @@
 """Time to accuracy of a training preset, measured against the machine's own limit: one JSON object per seed, then
 a summary line.
 
-    python benchmarks/time_to_accuracy.py --seed 0 1 2 [--preset fast] [--epochs N] [--precision P] [--data ROOT]
+    python benchmarks/time_to_accuracy.py --seeds 0 1 2 [--preset fast] [--epochs N] [--precision P] [--data ROOT]
                                           [--out DIR] [--quick] [--compare]
 
-The options are those of `python -m helpers.train` (helpers.cli), with --seed taking several seeds.
+The options are those of `python -m helpers.train` (helpers.cli), with --seed (or --seeds) taking several seeds.
 train_seconds is the training wall time (data already in memory, test evaluations not counted), first epoch
 included; warmup_seconds estimates what the first epoch cost beyond the others (kernel selection, allocation).
 test_acc is the recipe's own evaluation (flip TTA when the recipe says so), test_acc_plain is without TTA.
@@ -143,7 +143,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python benchmarks/time_to_accuracy.py",
                                      description=__doc__.split("\n\n")[0])
     add_run_options(parser, several_seeds=True)
-    parser.add_argument("--out", help="folder for seed<N>.pt checkpoints of exactly the models evaluated")
+    parser.add_argument("--out", "--save", help="folder for seed<N>.pt checkpoints of exactly the models evaluated "
+                                                "(--save: its original name)")
     parser.add_argument("--compare", action="store_true", help="add the tutorial-style pipeline's throughput")
     args = parser.parse_args(argv)
     try:
