@@ -103,11 +103,9 @@ def load_resumable(path) -> dict:
         raise CheckpointError(f"{path} holds weights only, not a run to resume (no {', '.join(missing)}): "
                               f"resume from the last.pt that training writes beside the final model")
     try:
-        recipe = recipe_from_dict(checkpoint["recipe"])
+        recipe_from_dict(checkpoint["recipe"])
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path} holds a recipe this version cannot run: {error}") from error
-    if recipe.lookahead and "lookahead" not in checkpoint:
-        raise CheckpointError(f"{path} was trained with lookahead but holds no weight average to go on with")
     rebuild_model(checkpoint, path)  # its network, arguments and weights must fit together before any work starts
     return checkpoint
 

@@ -33,7 +33,6 @@ class Recipe:
     channels_last: bool = True   # NHWC memory layout, the one oneDNN and cuDNN convolutions prefer
     sync_batchnorm: bool = False  # under torchrun on GPUs: BatchNorm statistics of the global batch (see distribute)
     tta: str = "flip"            # test-time augmentation (helpers.evaluation): none, flip, or flip-translate
-    lookahead: bool = False      # end on an average of the weights (helpers.lookahead), as airbench does
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:

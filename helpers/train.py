@@ -19,7 +19,6 @@ from .data import steps_per_epoch, to_float, train_batches
 from .device import pick_device
 from .distributed import all_reduce_sum, distribute, is_main_process, rank, world_size
 from .evaluation import evaluate
-from .lookahead import Lookahead
 from .precision import (CPU_CANDIDATES, autocast, configure_backend, fastest, fixed_choice, grad_scaler,
                         unsupported_reason)
 from .recipes import Recipe, recipe_from_dict
@@ -96,7 +95,6 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
     if resume_from is not None:
         done, step, history = restore(resume_from, model, optimizer, scaler, generator, recipe,
                                       len(data.train_images))
-    lookahead = Lookahead(model, resume_from["lookahead"] if resume_from else None) if recipe.lookahead else None
     try:
         net = distribute(model, device, recipe.sync_batchnorm)
     except ValueError as error:  # SyncBatchNorm asked for where there is no GPU
@@ -118,8 +116,6 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
                 group["lr"] = learning_rate(step, total_steps, recipe) * group["lr_scale"]
             loss, logits = train_step(net, x, y, optimizer, scaler, recipe, device)
             step += 1
-            if lookahead:
-                lookahead.step(step, total_steps)
             # Kept on the device: a .item() per step would make a GPU wait for every batch.
             losses.append(loss.detach())
             correct += (logits.argmax(1) == y).sum()
@@ -137,8 +133,7 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
             save_checkpoint(model, checkpoint_path, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
                             epoch=epoch, step=step, history=history, torch_rng=torch.get_rng_state(),
                             generator=generator.get_state(), recipe=asdict(recipe),
-                            train_images=len(data.train_images), config=config or {},
-                            **({"lookahead": lookahead.state()} if lookahead else {}))
+                            train_images=len(data.train_images), config=config or {})
         if progress:
             print(format_epoch(history[-1]), flush=True)
     return history
