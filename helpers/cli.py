@@ -48,7 +48,7 @@ def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False
                                                             "learning-rate schedule spans them)")
     parser.add_argument("--batch-size", type=positive_int, help="override the preset's (global) batch size")
     parser.add_argument("--widths", type=positive_int, nargs=4, metavar="W",
-                        help="channels in C1 C2 C3 C4 (default: the preset's: fast 32 96 256 256, full 64 256 256 "
+                        help="channels in C1 C2 C3 C4 (default: the preset's: fast 24 128 256 256, full 64 256 256 "
                              "256, s7net 32 64 128 192)")
     parser.add_argument("--precision", choices=PRECISIONS, help="arithmetic of the training steps (default auto: "
                         "bf16 or fp16 on a GPU, whichever of fp32 and bf16 measures faster on a CPU)")

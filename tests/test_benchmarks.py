@@ -19,7 +19,7 @@ def run_script(*args) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("preset, architecture, params", [("fast", "S7AirNet", 224_408), ("full", "S7AirNet", 928_824),
+@pytest.mark.parametrize("preset, architecture, params", [("fast", "S7AirNet", 291_736), ("full", "S7AirNet", 928_824),
                                                           ("s7net", "S7Net", 671_722)])
 def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_path, real_data_root, preset,
                                                                           architecture, params):

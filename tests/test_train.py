@@ -116,7 +116,7 @@ def test_command_line_trains_saves_and_prints_the_accuracy(tmp_path, real_data_r
     record = json.loads((tmp_path / "history.json").read_text())
     assert record["test_acc"] == test_acc and len(record["history"]) == 1
     model = load_model(tmp_path / "s7airnet.pt")  # the default preset's network, named by its architecture
-    assert model.model_kwargs["widths"] == [32, 96, 256, 256]
+    assert model.model_kwargs["widths"] == [24, 128, 256, 256]
 
 
 def test_unknown_preset_is_rejected_by_the_parser(capsys):
