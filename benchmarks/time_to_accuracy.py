@@ -122,19 +122,21 @@ def images_per_second(model, batches, steps: int, precision: str, device) -> flo
     return seen / (time.perf_counter() - start)
 
 
-def compare_pipelines(data, preset, precision: str, device, steps: int = 30) -> dict:
-    """Ours (the recipe's batches and precision) versus the tutorial style, on fresh copies of the same network."""
+def compare_pipelines(data, preset, model_kwargs, precision: str, device, steps: int = 30) -> dict:
+    """Ours (the recipe's batches and precision) versus the tutorial style, on fresh copies of the network the
+    seeds trained (the preset's, with --widths applied)."""
     recipe = preset.recipe
     seed_everything(0)
     layout = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    ours_model = build_model(preset.architecture, **preset.model_kwargs).to(device).to(memory_format=layout)
+    ours_model = build_model(preset.architecture, **model_kwargs).to(device).to(memory_format=layout)
     ours = images_per_second(ours_model, train_batches(data.train_images.to(device), data.train_labels.to(device),
                                                        recipe.batch_size, torch.Generator().manual_seed(0),
                                                        recipe.translate, recipe.flip, recipe.channels_last),
                              steps, precision, device)
     loader = torch.utils.data.DataLoader(TutorialStyleDataset(data.train_images, data.train_labels), batch_size=128,
                                          shuffle=True, num_workers=2, persistent_workers=False)
-    tutorial = images_per_second(build_model(preset.architecture, **preset.model_kwargs).to(device), iter(loader), steps, "fp32", device)
+    tutorial = images_per_second(build_model(preset.architecture, **model_kwargs).to(device), iter(loader), steps,
+                                 "fp32", device)
     return {"compare": "images_per_second", "precision": precision, "ours": round(ours, 1),
             "tutorial_style": round(tutorial, 1), "ratio": round(ours / tutorial, 2)}
 
@@ -163,7 +165,7 @@ def measure(args) -> None:
         results.append(run_seed(data, name, preset, model_kwargs, seed, device, args.out))
         print(json.dumps({"preset": name, **results[-1]}), flush=True)
     if args.compare:
-        print(json.dumps(compare_pipelines(data, preset, results[-1]["precision"], device)), flush=True)
+        print(json.dumps(compare_pipelines(data, preset, model_kwargs, results[-1]["precision"], device)), flush=True)
     accuracies = [r["test_acc"] for r in results]
     print(json.dumps({"summary": name, "seeds": seeds, "mean_test_acc": round(statistics.mean(accuracies), 2),
                       "min_test_acc": min(accuracies),
