@@ -5,6 +5,7 @@ meanings, resolved by helpers.recipes.resolve; a user's mistake ends any of them
 status 2, an interruption with one line saying what was kept and status 130.
 """
 import argparse
+import inspect
 import json
 import tempfile
 from dataclasses import asdict
@@ -17,7 +18,7 @@ from .data import DatasetError, load_cifar10
 from .device import describe_device, processor_name
 from .distributed import DistributedTimeoutError, distributed_session, is_main_process, world_size
 from .evaluation import evaluate
-from .models import build_model, count_parameters
+from .models import ARCHITECTURES, build_model, count_parameters
 from .recipes import DEFAULT_PRESET, PRECISIONS, PRESETS, Preset, quick_data, recipe_from_dict, resolve
 from .spec import check_s7
 from .train import ConfigError, NonFiniteLossError, seed_everything, train
@@ -40,16 +41,24 @@ def seed_value(text: str) -> int:
     return value
 
 
+def preset_summary(name: str) -> str:
+    """'fast: S7AirNet 24 128 256 256, 2 epochs', read from the preset and its network's default widths, so the
+    help can never disagree with PRESETS."""
+    preset = PRESETS[name]
+    defaults = inspect.signature(ARCHITECTURES[preset.architecture]).parameters
+    widths = preset.model_kwargs.get("widths", defaults["widths"].default)
+    return f"{name}: {preset.architecture} {' '.join(map(str, widths))}, {preset.recipe.epochs} epochs"
+
+
 def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False) -> None:
     """The options every training command shares; --quick composes with the others the same way everywhere."""
-    parser.add_argument("--preset", choices=sorted(PRESETS), help=f"network and training recipe (default "
-                        f"{DEFAULT_PRESET}: a narrow S7AirNet, 2 epochs; full: S7AirNet, 12 epochs; s7net: S7Net)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help=f"network (its widths) and training recipe; "
+                        f"default {DEFAULT_PRESET} ({'; '.join(map(preset_summary, PRESETS))})")
     parser.add_argument("--epochs", type=positive_int, help="override the preset's number of epochs (the "
                                                             "learning-rate schedule spans them)")
     parser.add_argument("--batch-size", type=positive_int, help="override the preset's (global) batch size")
     parser.add_argument("--widths", type=positive_int, nargs=4, metavar="W",
-                        help="channels in C1 C2 C3 C4 (default: the preset's: fast 24 128 256 256, full 64 256 256 "
-                             "256, s7net 32 64 128 192)")
+                        help="channels in C1 C2 C3 C4 (default: the preset's, listed under --preset)")
     parser.add_argument("--precision", choices=PRECISIONS, help="arithmetic of the training steps (default auto: "
                         "bf16 or fp16 on a GPU, whichever of fp32 and bf16 measures faster on a CPU)")
     parser.add_argument("--data", help="data root holding cifar-10-batches-bin/ or -py/ (default $CIFAR10_ROOT "

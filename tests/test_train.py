@@ -107,6 +107,11 @@ def test_command_line_help_lists_the_options(capsys):
     help_text = capsys.readouterr().out
     for option in ("--epochs", "--batch-size", "--data", "--seed", "--out", "--preset", "--quick"):
         assert option in help_text
+    # Each preset's network and length, read from the presets themselves (full uses S7AirNet's default widths).
+    words = " ".join(help_text.split())
+    for summary in ("fast: S7AirNet 24 128 256 256, 2 epochs", "full: S7AirNet 64 256 256 256, 12 epochs",
+                    "s7net: S7Net 32 64 128 192, 4 epochs"):
+        assert summary in words
 
 
 def test_command_line_trains_saves_and_prints_the_accuracy(tmp_path, real_data_root, capsys):
