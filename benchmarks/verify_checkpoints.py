@@ -53,9 +53,9 @@ def weighted_views(x, tta: str):
 
 
 @torch.no_grad()
-def accuracies(path: Path, images, labels):
-    """[accuracy with the recipe's TTA, plain accuracy], in percent, rounded as the benchmark reports them."""
-    checkpoint = torch.load(path, weights_only=True)
+def accuracies(checkpoint: dict, path: Path, images, labels):
+    """[accuracy with the recipe's TTA, plain accuracy] of a loaded checkpoint (read from `path`), in percent,
+    rounded as the benchmark reports them."""
     model, tta = rebuild_model(checkpoint, path).eval(), reported_tta(checkpoint)
     plain, augmented = [], []
     for x in (images[i:i + 1000].float() / 255 for i in range(0, len(images), 1000)):
@@ -78,11 +78,12 @@ def main():
                 reported[Path(record["checkpoint"]).name] = (record["test_acc"], record["test_acc_plain"])
     images, labels = official_test_set(args.data)
     for path in args.checkpoints:
-        measured = accuracies(path, images, labels)
+        checkpoint = torch.load(path, weights_only=True)
+        measured = accuracies(checkpoint, path, images, labels)
         claimed = reported.get(path.name)
         verdict = "" if claimed is None else (" matches the report" if list(claimed) == measured
                                               else f" DIFFERS from the report {claimed}")
-        print(f"{path}: test_acc {measured[0]:.2f}% (TTA: {reported_tta(torch.load(path, weights_only=True))}), "
+        print(f"{path}: test_acc {measured[0]:.2f}% (TTA: {reported_tta(checkpoint)}), "
               f"{measured[1]:.2f}% plain{verdict}")
 
 
