@@ -25,8 +25,15 @@ def run_time_table(presets, records) -> str:
                 cells.append(f"{kind.upper()}: not measured")
                 continue
             seconds = statistics.median(r["train_seconds"] for r in runs)
-            cells.append(f"{kind.upper()}: {seconds / 60:.1f} min for {runs[0]['epochs']} epochs ({runs[0]['processor']}, "
-                         f"{runs[0]['precision']}; median of {len(runs)} run{'s' * (len(runs) > 1)}, mean test "
-                         f"accuracy {statistics.mean(r['test_acc'] for r in runs):.2f}%)")
+            cells.append(f"{kind.upper()}: {seconds / 60:.1f} min for {runs[0]['epochs']} epochs "
+                         f"({distinct(runs, 'processor')}, {distinct(runs, 'precision')}; median of {len(runs)} "
+                         f"run{'s' * (len(runs) > 1)}, mean test accuracy "
+                         f"{statistics.mean(r['test_acc'] for r in runs):.2f}%)")
         lines.append(f"{preset:>6}: " + "; ".join(cells))
     return "\n".join(lines)
+
+
+def distinct(runs, key) -> str:
+    """Every value the runs record under `key`, in order of appearance: `auto` may pick a different precision
+    for two seeds of one preset, and the table must not quote the first one as if it were all."""
+    return " and ".join(dict.fromkeys(str(r[key]) for r in runs))
