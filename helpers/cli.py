@@ -68,7 +68,8 @@ def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False
                         nargs="+" if several_seeds else None,
                         help="random seed" + ("s, one run each" if several_seeds else "") + " (default 0)")
     parser.add_argument("--quick", action="store_true", default=None,
-                        help="smoke run: 2,048 training images, one epoch at batch 256 unless overridden")
+                        help="smoke run: 2,048 training images, one epoch at batch 256 (the preset's if smaller) "
+                             "unless overridden")
 
 
 def resolve_options(args) -> tuple[str, Preset, dict]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers.models import build_model
-from helpers.recipes import PRESETS
+from helpers.recipes import PRESETS, resolve
 from helpers.zoo import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,8 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
         assert (r["architecture"], r["params"], r["epochs"], r["device"]) == (architecture, params, 2, "cpu")
         assert r["train_seconds"] > 0 and r["images_per_second"] > 0 and r["precision"] in ("fp32", "bf16")
         # Against the machine's own limit: the work done, and the compute the machine offered meanwhile.
-        images = 2 * (2048 // 256) * 256  # quick mode: 2 epochs of 8 batches of 256
+        batch = resolve(preset, quick=True).recipe.batch_size  # quick mode's: at most 256
+        images = 2 * (2048 // batch) * batch  # 2 epochs of whole batches
         network = build_model(architecture, **PRESETS[preset].model_kwargs)
         assert r["train_tflop"] == round(6 * count_macs(network, (3, 32, 32)) * images / 1e12, 3)
         assert r["peak_gflops"] > 1 and r["peak_tflop_s"] == pytest.approx(r["train_seconds"] * r["peak_gflops"] / 1000,

@@ -93,8 +93,9 @@ def test_checkpoint_rebuilds_exactly_the_evaluated_model(tmp_path, small_real):
 def test_quick_mode_shrinks_data_and_schedule_and_explicit_overrides_still_win(small_real):
     data = quick_data(small_real)
     assert (len(data.train_images), len(data.test_images)) == (1024, 500)  # all of small_real's 1024 and 500
-    quick = resolve("full", quick=True).recipe
-    assert (quick.epochs, quick.batch_size, quick.lr) == (1, 256, resolve("full").recipe.lr)
+    quick = resolve("s7net", quick=True).recipe  # batch 512 shrinks to 256; the lr is the preset's
+    assert (quick.epochs, quick.batch_size, quick.lr) == (1, 256, resolve("s7net").recipe.lr)
+    assert resolve("fast", quick=True).recipe.batch_size == 128  # a batch already below 256 is kept
     overridden = resolve("full", quick=True, epochs=2, batch_size=64, precision="fp16").recipe
     assert (overridden.epochs, overridden.batch_size, overridden.precision) == (2, 64, "fp16")
     assert resolve("fast", epochs=None) == PRESETS["fast"]  # None keeps the preset's value
