@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.data import steps_per_epoch
 from helpers.models import build_model
-from helpers.recipes import PRESETS, resolve
+from helpers.recipes import PRESETS, QUICK_TRAIN_IMAGES, resolve
 from helpers.zoo import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
         assert r["train_seconds"] > 0 and r["images_per_second"] > 0 and r["precision"] in ("fp32", "bf16")
         # Against the machine's own limit: the work done, and the compute the machine offered meanwhile.
         batch = resolve(preset, quick=True).recipe.batch_size  # quick mode's: at most 256
-        images = 2 * (2048 // batch) * batch  # 2 epochs of whole batches
+        images = 2 * steps_per_epoch(QUICK_TRAIN_IMAGES, batch) * batch  # 2 epochs of whole batches
         network = build_model(architecture, **PRESETS[preset].model_kwargs)
         assert r["train_tflop"] == round(6 * count_macs(network, (3, 32, 32)) * images / 1e12, 3)
         assert r["peak_gflops"] > 1 and r["peak_tflop_s"] == pytest.approx(r["train_seconds"] * r["peak_gflops"] / 1000,
