@@ -1,4 +1,5 @@
 """Which device to run on: the same code uses a GPU when there is one and the CPU otherwise."""
+import ctypes
 import platform
 
 import torch
@@ -13,6 +14,35 @@ def pick_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters, from <malloc.h>
+
+
+def configure_backend(device: torch.device) -> None:
+    """Set the device up for training, where every batch has the same shape: on CUDA cuDNN benchmarks its kernels
+    for that shape; on the CPU freed memory is kept for the next step (see keep_freed_memory)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    elif device.type == "cpu":
+        keep_freed_memory()
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory in the process instead of handing it back to the kernel.
+
+    By default it maps every large block (above 128 KiB to 32 MiB, a threshold it adjusts as it goes) fresh from
+    the kernel and unmaps it when freed, so each training step page-faults its activations in anew, zero-filled:
+    3,700 faults per step of the fast preset and 34,000 of the full one, measured on a 2-core Intel Xeon, where
+    keeping the memory made the steps about 5-10% faster. The cost is the peak memory, which training holds
+    anyway. Returns False, changing nothing, where the C library is not glibc (macOS, Windows, musl).
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    # No more mmap'd blocks, and no trimming of the heap's free top below 2 GiB.
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def describe_device(device: torch.device) -> str:

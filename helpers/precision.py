@@ -70,12 +70,6 @@ def grad_scaler(device: torch.device, precision: str):
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
-def configure_backend(device: torch.device) -> None:
-    """cuDNN picks the fastest kernels for the one batch shape training uses (every batch is the same size)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-
 @contextmanager
 def exact_fp32(device: torch.device):
     """Evaluate in true fp32: on Ampere and newer GPUs cuDNN convolutions default to TF32 (a 10-bit mantissa)."""

@@ -16,11 +16,10 @@ from tqdm import tqdm
 
 from .checkpoints import save_checkpoint
 from .data import steps_per_epoch, to_float, train_batches
-from .device import pick_device
+from .device import configure_backend, pick_device
 from .distributed import all_reduce_sum, distribute, is_main_process, rank, world_size
 from .evaluation import evaluate
-from .precision import (CPU_CANDIDATES, autocast, configure_backend, fastest, fixed_choice, grad_scaler,
-                        unsupported_reason)
+from .precision import CPU_CANDIDATES, autocast, fastest, fixed_choice, grad_scaler, unsupported_reason
 from .recipes import Recipe, recipe_from_dict
 
 PROBE_STEPS = 2  # timed training steps per candidate precision, after one warm-up step

@@ -54,3 +54,13 @@ def test_model_kwargs_rebuild_the_same_architecture():
     x = torch.rand(2, 3, 32, 32)
     assert torch.equal(model(x), rebuilt(x))
     assert rebuilt.c3[0][0].dilation == (3, 3)
+
+
+def test_global_average_pooling_gives_adaptive_pooling_s_numbers_and_keeps_the_gradient_channels_last():
+    from helpers.models import GlobalAvgPool2d
+    x = torch.randn(8, 256, 3, 3).contiguous(memory_format=torch.channels_last).requires_grad_()
+    pooled = GlobalAvgPool2d()(x)
+    assert torch.equal(pooled, nn.AdaptiveAvgPool2d(1)(x))
+    grad, = torch.autograd.grad(pooled.sum(), x)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(grad, torch.full_like(x, 1 / 9))

@@ -31,7 +31,7 @@ def test_s7net_passes_every_requirement():
     assert measured["receptive field"] == "74 px (analytic)"
     assert measured["parameters"] == "671,722"
     assert measured["architecture C1 C2 C3 C4 O"] == ("3 max-pools, convs 1|3|3|2, "
-                                                      "then AdaptiveAvgPool2d, Flatten, Linear")
+                                                      "then GlobalAvgPool2d, Flatten, Linear")
     assert measured["depthwise-separable conv"] == "c2.1.0.depthwise -> c2.1.0.pointwise (+1 more)"
     assert measured["dilated conv"] == "c3.0.0 (dilation 2)"
     assert measured["global average pooling"] == "output.0 4x4 -> 1x1, then Flatten, Linear"

@@ -1,0 +1,42 @@
+import ctypes
+import json
+import subprocess
+import sys
+
+import pytest
+
+# Run in a fresh process: any training earlier in the test session has already changed its allocator.
+FAULTS_PER_STEP = """
+import json, resource, torch
+from helpers.device import configure_backend
+from helpers.models import S7AirNet
+
+model = S7AirNet(widths=(24, 64, 128, 128)).to(memory_format=torch.channels_last)
+images = torch.rand(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    model(images).sum().backward()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+default = [faults() for _ in range(7)][1:]  # the first step allocates what it needs, in either case
+configure_backend(torch.device("cpu"))
+kept = [faults() for _ in range(7)][1:]
+print(json.dumps({"default": default, "kept": kept}))
+"""
+
+
+def glibc() -> bool:
+    try:
+        return hasattr(ctypes.CDLL("libc.so.6"), "mallopt")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not glibc(), reason="mallopt is glibc's")
+def test_on_the_cpu_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
+    result = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP], capture_output=True, text=True, check=True)
+    faults = json.loads(result.stdout.strip().splitlines()[-1])
+    # Measured: 24,000-42,000 page faults in six steps by default (each a zero-filled 4 KiB page), 0-1,400 after.
+    assert sum(faults["default"]) > 10_000
+    assert sum(faults["kept"]) < sum(faults["default"]) / 10
