@@ -141,7 +141,9 @@ def test_ctrl_c_says_where_the_last_good_epoch_is_and_how_to_resume(tmp_path, re
     process = subprocess.Popen([sys.executable, "-m", "helpers.train", "--preset", "full", "--quick", "--epochs", "50",
                                 "--widths", "8", "16", "16", "16", "--precision", "fp32", "--data",
                                 str(real_data_root), "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               # A suite started in the background inherits SIGINT ignored; a terminal's run does not.
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "last.pt").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
