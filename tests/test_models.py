@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from helpers.convs import DepthwiseSeparableConv2d
-from helpers.models import CIFAR10_MEAN, CIFAR10_STD, S7AirNet, S7Net, TutorialNet, count_parameters
+from helpers.models import (CIFAR10_MEAN, CIFAR10_STD, GlobalAvgPool2d, S7AirNet, S7Net, TutorialNet,
+                           count_parameters)
 
 
 def test_tutorial_net_is_the_pytorch_tutorial_network():
@@ -57,7 +58,6 @@ def test_model_kwargs_rebuild_the_same_architecture():
 
 
 def test_global_average_pooling_gives_adaptive_pooling_s_numbers_and_keeps_the_gradient_channels_last():
-    from helpers.models import GlobalAvgPool2d
     x = torch.randn(8, 256, 3, 3).contiguous(memory_format=torch.channels_last).requires_grad_()
     pooled = GlobalAvgPool2d()(x)
     assert torch.equal(pooled, nn.AdaptiveAvgPool2d(1)(x))
