@@ -193,6 +193,15 @@ class S7AirNet(C1C2C3C4O):
         The statistics are computed on the CPU in float64, wherever the model already is."""
         self.c1[0].fit(self.normalize.on(to_float(images.cpu())))
 
+    def learn_whitening_bias(self, learn: bool) -> bool:
+        """Let the whitening's bias learn, or freeze it; True when that changed it. Frozen, nothing before C1's
+        conv needs a gradient: that conv skips its input gradient and the GELU its backward, 9% of a training
+        step of the fast preset. The bias settles early, so airbench freezes it after a few epochs."""
+        bias = self.c1[0].bias
+        changed = bias.requires_grad != learn
+        bias.requires_grad_(learn)
+        return changed
+
 
 def norm_act(channels: int):
     return ShiftBatchNorm2d(channels), nn.GELU()

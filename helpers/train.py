@@ -101,6 +101,8 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
     epoch_steps = steps_per_epoch(len(data.train_images), recipe.batch_size)
     total_steps = recipe.epochs * epoch_steps
     for epoch in range(done + 1, min(recipe.epochs, stop_after_epoch or recipe.epochs) + 1):
+        if whitening_bias_changed(model, epoch, recipe):
+            net = distribute(model, device, recipe.sync_batchnorm)  # DDP hooks only the parameters that learn
         net.train()
         start = time.perf_counter()
         losses, correct = [], torch.zeros((), device=device)
@@ -135,7 +137,17 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
                             train_images=len(data.train_images), config=config or {})
         if progress:
             print(format_epoch(history[-1]), flush=True)
+    if hasattr(model, "learn_whitening_bias"):
+        model.learn_whitening_bias(True)  # handed back as it came: every parameter the optimiser had learns
     return history
+
+
+def whitening_bias_changed(model, epoch: int, recipe: Recipe) -> bool:
+    """Let S7AirNet's whitening bias learn in the recipe's first whitening_bias_epochs epochs only; True when
+    that changed it this epoch (DistributedDataParallel must then wrap the model again)."""
+    if recipe.whitening_bias_epochs is None or not hasattr(model, "learn_whitening_bias"):
+        return False
+    return model.learn_whitening_bias(epoch <= recipe.whitening_bias_epochs)
 
 
 def train_step(net, x, y, optimizer, scaler, recipe: Recipe, device):

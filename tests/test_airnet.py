@@ -11,7 +11,7 @@ from helpers.data import to_float, train_batches
 from helpers.models import PatchWhitening, S7AirNet, S7Net, build_model, count_parameters, identity_init
 from helpers.receptive_field import empirical_rf, final_rf, rf_table
 from helpers.spec import check_s7, format_checks
-from helpers.checkpoints import load_model, save_checkpoint
+from helpers.checkpoints import load_model, load_resumable, save_checkpoint
 from helpers.cli import main
 from helpers.evaluation import predict
 from helpers.recipes import PRESETS, Recipe
@@ -99,6 +99,31 @@ def test_full_preset_trains_s7airnet_with_whitening_from_the_data(real_data):
     assert torch.allclose(model.c1[0].weight, fitted.weight)  # set from the data, then never trained
     assert all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in model.modules()
                if isinstance(m, nn.BatchNorm2d))
+
+
+def test_whitening_bias_learns_in_its_first_epochs_then_freezes_and_resumes_the_same(tmp_path, real_data):
+    data = real_data.subset(256, 10)
+    recipe = replace(PRESETS["fast"].recipe, epochs=3, batch_size=64, whitening_bias_epochs=1, precision="fp32")
+
+    def run(**options):
+        seed_everything(0)
+        model = S7AirNet(TINY_AIR)
+        train(model, data, recipe, torch.Generator().manual_seed(0), CPU, progress=False, evaluate_each_epoch=False,
+              checkpoint_path=tmp_path / "last.pt", **options)
+        return model
+
+    first_epoch = run(stop_after_epoch=1)
+    learned = first_epoch.c1[0].bias.detach().clone()
+    assert learned.abs().sum() > 0 and first_epoch.c1[0].bias.grad is not None  # it learned from zero
+    resumed = run(resume_from=load_resumable(tmp_path / "last.pt"))
+    whole = run()
+    for model in (resumed, whole):
+        assert torch.equal(model.c1[0].bias, learned)  # frozen in epochs 2 and 3
+        assert model.c1[0].bias.grad is None  # no gradient was computed for it
+        assert model.c1[0].bias.requires_grad  # handed back trainable, as it came
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))
+    whole.learn_whitening_bias(False)  # frozen, no gradient reaches C1's input: its conv skips that backward
+    assert not whole.c1[:2](to_float(data.train_images[:2])).requires_grad
 
 
 def test_checkpoints_name_their_architecture(tmp_path, real_data):

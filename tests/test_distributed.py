@@ -100,9 +100,10 @@ def test_batch_that_does_not_split_over_the_processes_is_a_clear_error(monkeypat
 
 
 def test_torchrun_trains_with_two_processes_and_only_rank_0_writes(tmp_path, real_data_root):
+    """Two epochs of the fast preset: its whitening bias freezes after the first, and DDP wraps the model again."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr", "127.0.0.1",
                "--master_port", str(free_port()), "-m", "helpers.train", "--quick", "--widths", "8", "16", "32",
-               "48", "--data", str(real_data_root), "--out", str(tmp_path)]
+               "48", "--epochs", "2", "--data", str(real_data_root), "--out", str(tmp_path)]
     result = subprocess.run(command, env={**os.environ, **loopback_env()}, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
