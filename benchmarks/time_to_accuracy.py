@@ -34,7 +34,7 @@ from helpers.evaluation import evaluate  # noqa: E402
 from helpers.models import CIFAR10_MEAN, CIFAR10_STD, build_model, count_parameters  # noqa: E402
 from helpers.precision import autocast  # noqa: E402
 from helpers.recipes import quick_data  # noqa: E402
-from helpers.train import seed_everything, train  # noqa: E402
+from helpers.train import images_per_epoch, seed_everything, train  # noqa: E402
 from helpers.zoo import count_macs  # noqa: E402
 
 
@@ -64,7 +64,8 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
     recipe = replace(preset.recipe, precision=history[-1]["precision"])
     epoch_seconds = [h["seconds"] for h in history]
     seconds = sum(epoch_seconds)
-    images = recipe.epochs * steps_per_epoch(len(data.train_images), recipe.batch_size) * recipe.batch_size
+    images = sum(steps_per_epoch(n, recipe.batch_size) * recipe.batch_size
+                 for n in images_per_epoch(len(data.train_images), recipe))
     train_tflop = 6 * macs * images / 1e12
     result = {"seed": seed, "device": str(device), "processor": processor_name(device),
               "architecture": preset.architecture, "params": count_parameters(model), "epochs": recipe.epochs,
@@ -129,10 +130,9 @@ def compare_pipelines(data, preset, model_kwargs, precision: str, device, steps:
     seed_everything(0)
     layout = torch.channels_last if recipe.channels_last else torch.contiguous_format
     ours_model = build_model(preset.architecture, **model_kwargs).to(device).to(memory_format=layout)
-    ours = images_per_second(ours_model, train_batches(data.train_images.to(device), data.train_labels.to(device),
-                                                       recipe.batch_size, torch.Generator().manual_seed(0),
-                                                       recipe.translate, recipe.flip, recipe.channels_last),
-                             steps, precision, device)
+    batches = train_batches(data.train_images.to(device), data.train_labels.to(device), recipe.batch_size,
+                            torch.Generator().manual_seed(0), recipe.translate, recipe.flip, recipe.channels_last)
+    ours = images_per_second(ours_model, ((x, y) for x, y, _ in batches), steps, precision, device)
     loader = torch.utils.data.DataLoader(TutorialStyleDataset(data.train_images, data.train_labels), batch_size=128,
                                          shuffle=True, num_workers=2, persistent_workers=False)
     tutorial = images_per_second(build_model(preset.architecture, **model_kwargs).to(device), iter(loader), steps,

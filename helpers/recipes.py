@@ -30,6 +30,7 @@ class Recipe:
     alternate_flip: bool = False  # flip image i in epoch e when i + e is odd instead: each seen both ways in turn
     bias_lr_scale: float = 1.0   # BatchNorm shifts learn this many times faster (weight decay unchanged)
     whitening_bias_epochs: int | None = None  # S7AirNet: its whitening bias learns these first epochs, then freezes
+    skip_easiest: float = 0.0    # from epoch 2 on, leave out this fraction of images, the easiest (helpers.difficulty)
     precision: str = "auto"      # bf16 | fp16 | fp32 autocast, or "auto": chosen per device (helpers.precision)
     channels_last: bool = True   # NHWC memory layout, the one oneDNN and cuDNN convolutions prefer
     sync_batchnorm: bool = False  # under torchrun on GPUs: BatchNorm statistics of the global batch (see distribute)
@@ -42,6 +43,9 @@ class Recipe:
             raise ValueError(f"unknown test-time augmentation {self.tta!r}: choose from {', '.join(TTA_MODES)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
+        if not 0 <= self.skip_easiest < 1:
+            raise ValueError(f"skip_easiest is the fraction of images left out, from 0 up to (not including) 1, "
+                             f"not {self.skip_easiest}")
         if self.whitening_bias_epochs is not None and self.whitening_bias_epochs < 0:
             raise ValueError(f"whitening_bias_epochs must be None (always learn) or at least 0, not "
                              f"{self.whitening_bias_epochs}")

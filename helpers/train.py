@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .checkpoints import save_checkpoint
 from .data import steps_per_epoch, to_float, train_batches
 from .device import configure_backend, pick_device
+from .difficulty import ImageDifficulty
 from .distributed import all_reduce_sum, distribute, is_main_process, rank, world_size
 from .evaluation import evaluate
 from .precision import CPU_CANDIDATES, autocast, fastest, fixed_choice, grad_scaler, unsupported_reason
@@ -90,33 +91,38 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
     optimizer = torch.optim.SGD(parameter_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov)
     scaler = grad_scaler(device, recipe.precision)
+    difficulty = ImageDifficulty(len(data.train_images), device) if recipe.skip_easiest else None
     done, step, history = 0, 0, []
     if resume_from is not None:
         done, step, history = restore(resume_from, model, optimizer, scaler, generator, recipe,
-                                      len(data.train_images))
+                                      len(data.train_images), difficulty)
     try:
         net = distribute(model, device, recipe.sync_batchnorm)
     except ValueError as error:  # SyncBatchNorm asked for where there is no GPU
         raise ConfigError(str(error)) from error
-    epoch_steps = steps_per_epoch(len(data.train_images), recipe.batch_size)
-    total_steps = recipe.epochs * epoch_steps
+    epochs_steps = [steps_per_epoch(n, recipe.batch_size) for n in images_per_epoch(len(data.train_images), recipe)]
+    total_steps = sum(epochs_steps)
     for epoch in range(done + 1, min(recipe.epochs, stop_after_epoch or recipe.epochs) + 1):
         if whitening_bias_changed(model, epoch, recipe):
             net = distribute(model, device, recipe.sync_batchnorm)  # DDP hooks only the parameters that learn
         net.train()
         start = time.perf_counter()
+        epoch_steps = epochs_steps[epoch - 1]
         losses, correct = [], torch.zeros((), device=device)
+        subset = difficulty.images_to_train(recipe.skip_easiest) if difficulty and epoch > 1 else None
         batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator,
                                 recipe.translate, recipe.flip, recipe.channels_last, part,
-                                alternate_flip_epoch=epoch if recipe.alternate_flip else None)
+                                alternate_flip_epoch=epoch if recipe.alternate_flip else None, subset=subset)
         # A bar for a person at a terminal only: in a notebook or a log file it leaves hundreds of fragments, and
         # the line printed per epoch says what matters. mininterval: a few updates per epoch are enough.
-        for x, y in tqdm(batches, total=epoch_steps, desc=f"epoch {epoch}", leave=False,
-                         disable=not (progress and sys.stderr.isatty()), mininterval=5):
+        for x, y, index in tqdm(batches, total=epoch_steps, desc=f"epoch {epoch}", leave=False,
+                                disable=not (progress and sys.stderr.isatty()), mininterval=5):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, recipe) * group["lr_scale"]
             loss, logits = train_step(net, x, y, optimizer, scaler, recipe, device)
             step += 1
+            if difficulty:
+                difficulty.record(index, logits, y)
             # Kept on the device: a .item() per step would make a GPU wait for every batch.
             losses.append(loss.detach())
             correct += (logits.argmax(1) == y).sum()
@@ -125,6 +131,8 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
             first_bad = step - epoch_steps + (~losses.isfinite()).nonzero()[0].item() + 1
             raise NonFiniteLossError(first_bad, total_steps, epoch, checkpoint_path)
         train_acc = 100 * all_reduce_sum(correct).item() / (epoch_steps * recipe.batch_size)
+        if difficulty:
+            difficulty.end_epoch()
         seconds = time.perf_counter() - start  # after the sync above, so a GPU's queued work is counted
         test_acc = evaluate(model, data.test_images, data.test_labels) if evaluate_each_epoch else None
         history.append({"epoch": epoch, "loss": losses.mean().item(), "train_acc": train_acc, "test_acc": test_acc,
@@ -134,12 +142,19 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
             save_checkpoint(model, checkpoint_path, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
                             epoch=epoch, step=step, history=history, torch_rng=torch.get_rng_state(),
                             generator=generator.get_state(), recipe=asdict(recipe),
+                            difficulty=difficulty.state_dict() if difficulty else None,
                             train_images=len(data.train_images), config=config or {})
         if progress:
             print(format_epoch(history[-1]), flush=True)
     if hasattr(model, "learn_whitening_bias"):
         model.learn_whitening_bias(True)  # handed back as it came: every parameter the optimiser had learns
     return history
+
+
+def images_per_epoch(n_images: int, recipe: Recipe) -> list[int]:
+    """How many images each epoch trains: all of them in the first, and after it all but the skipped easiest."""
+    later = n_images - int(n_images * recipe.skip_easiest)
+    return [n_images] + [later] * (recipe.epochs - 1)
 
 
 def whitening_bias_changed(model, epoch: int, recipe: Recipe) -> bool:
@@ -228,8 +243,10 @@ def process_share(batch_size: int) -> slice:
     return slice(rank() * share, (rank() + 1) * share)
 
 
-def restore(checkpoint: dict, model, optimizer, scaler, generator, recipe: Recipe, train_images: int):
-    """Put back the weights, optimiser and random generators of a checkpoint; return its (epoch, step, history)."""
+def restore(checkpoint: dict, model, optimizer, scaler, generator, recipe: Recipe, train_images: int,
+            difficulty: ImageDifficulty = None):
+    """Put back the weights, optimiser, random generators and image difficulties of a checkpoint; return its
+    (epoch, step, history)."""
     if recipe_from_dict(checkpoint["recipe"]) != recipe:
         raise ConfigError(f"the checkpoint was trained with {recipe_from_dict(checkpoint['recipe'])}, not "
                           f"{recipe}: resume with its own recipe")
@@ -242,6 +259,8 @@ def restore(checkpoint: dict, model, optimizer, scaler, generator, recipe: Recip
         scaler.load_state_dict(checkpoint["scaler"])
     torch.set_rng_state(checkpoint["torch_rng"])
     generator.set_state(checkpoint["generator"])
+    if difficulty:
+        difficulty.load_state_dict(checkpoint["difficulty"])
     return checkpoint["epoch"], checkpoint["step"], list(checkpoint["history"])
 
 

@@ -66,7 +66,7 @@ def test_alternating_flip_shows_each_image_mirrored_every_other_epoch():
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8), torch.arange(16)
     for epoch in (1, 2):
-        (x, y), = train_batches(images, labels, 16, generator, translate=0, alternate_flip_epoch=epoch)
+        (x, y, _), = train_batches(images, labels, 16, generator, translate=0, alternate_flip_epoch=epoch)
         for image, index in zip(x, y.tolist()):
             original = to_float(images[index])
             assert torch.equal(image, original.flip(-1) if (index + epoch) % 2 else original)

@@ -89,8 +89,9 @@ def test_process_slices_of_a_batch_make_up_the_whole_batch():
     images, labels = torch.as_tensor(made_up_images(128, seed=2)[0]), torch.arange(128)
     whole, first, second = (list(train_batches(images, labels, 64, torch.Generator().manual_seed(5), part=part))
                             for part in (slice(None), slice(0, 32), slice(32, 64)))
-    for (x, y), (x0, y0), (x1, y1) in zip(whole, first, second):
+    for (x, y, i), (x0, y0, i0), (x1, y1, i1) in zip(whole, first, second):
         assert torch.equal(x, torch.cat([x0, x1])) and torch.equal(y, torch.cat([y0, y1]))
+        assert torch.equal(i, torch.cat([i0, i1]))
 
 
 def test_batch_that_does_not_split_over_the_processes_is_a_clear_error(monkeypatch):
