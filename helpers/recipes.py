@@ -65,13 +65,15 @@ class Preset:
 # BatchNorm shifts learn 64x faster, alternating flips show each image both ways, and the test-time augmentation
 # adds one-pixel shifts. Short schedules want more steps: batch 250 for 12 epochs, batch 128 for 2. fast's
 # whitening bias learns in its first epoch only (airbench's: 3 of 10): its second epoch's steps are 9% cheaper.
+# Its second epoch leaves out the 10% of images the first found easiest: 5% less work for 0.17 points of mean
+# accuracy (5 seeds), where leaving out 20% at random cost 1.7 points (3 seeds; README).
 AIRBENCH = Recipe(momentum=0.85, weight_decay=1.5e-3, warmup=0.2, alternate_flip=True, bias_lr_scale=64.0,
                   tta="flip-translate")
 PRESETS = {
     # fast: a narrower S7AirNet for 2 epochs; full: the whole S7AirNet for 12. fast's widths were measured (5 seeds
     # each, README): C1 at 24 (the whitening's own width) pays for a 128-wide C2, which learns faster in 2 epochs.
-    "fast": Preset("S7AirNet", replace(AIRBENCH, epochs=2, batch_size=128, lr=0.16, whitening_bias_epochs=1),
-                   {"widths": [24, 128, 256, 256]}),
+    "fast": Preset("S7AirNet", replace(AIRBENCH, epochs=2, batch_size=128, lr=0.16, whitening_bias_epochs=1,
+                                       skip_easiest=0.1), {"widths": [24, 128, 256, 256]}),
     "full": Preset("S7AirNet", replace(AIRBENCH, epochs=12, batch_size=250, lr=0.3175)),
     # s7net: the plain fix of the tutorial network, no airbench tricks (4 epochs at batch 512, Nesterov SGD).
     "s7net": Preset("S7Net", Recipe()),

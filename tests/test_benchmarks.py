@@ -10,6 +10,7 @@ import torch
 from helpers.data import steps_per_epoch
 from helpers.models import build_model
 from helpers.recipes import PRESETS, QUICK_TRAIN_IMAGES, resolve
+from helpers.train import images_per_epoch
 from helpers.zoo import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +36,15 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
         assert (r["architecture"], r["params"], r["epochs"], r["device"]) == (architecture, params, 2, "cpu")
         assert r["train_seconds"] > 0 and r["images_per_second"] > 0 and r["precision"] in ("fp32", "bf16")
         # Against the machine's own limit: the work done, and the compute the machine offered meanwhile.
-        batch = resolve(preset, quick=True).recipe.batch_size  # quick mode's: at most 256
-        images = 2 * steps_per_epoch(QUICK_TRAIN_IMAGES, batch) * batch  # 2 epochs of whole batches
+        recipe = resolve(preset, quick=True, epochs=2).recipe  # quick mode's batch: at most 256
+        epoch_images = [steps_per_epoch(n, recipe.batch_size) * recipe.batch_size  # whole batches
+                        for n in images_per_epoch(QUICK_TRAIN_IMAGES, recipe)]
+        # fast leaves out its easiest 10% in epoch 2; full's batch of 250 leaves 48 of 2,048 images over
+        assert epoch_images == {"fast": [2048, 1792], "full": [2000, 2000], "s7net": [2048, 2048]}[preset]
+        images = sum(epoch_images)
         network = build_model(architecture, **PRESETS[preset].model_kwargs)
         assert r["train_tflop"] == round(6 * count_macs(network, (3, 32, 32)) * images / 1e12, 3)
+        assert len(r["peak_probes"]) == 2 and r["peak_gflops"] == max(r["peak_probes"])  # before and after training
         assert r["peak_gflops"] > 1 and r["peak_tflop_s"] == pytest.approx(r["train_seconds"] * r["peak_gflops"] / 1000,
                                                                            abs=0.01)
         assert r["efficiency"] == pytest.approx(r["train_tflop"] / r["peak_tflop_s"], rel=0.02)
