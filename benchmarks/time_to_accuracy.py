@@ -10,8 +10,8 @@ included; warmup_seconds estimates what the first epoch cost beyond the others (
 test_acc is the recipe's own evaluation (flip TTA when the recipe says so), test_acc_plain is without TTA.
 Against the machine (DESIGN.md): peak_gflops is the best of fp32 and bf16 2048x2048 matmuls, probed just before
 and just after each run (peak_probes), the higher counting: one probe is a burst of a second or two, which a slow
-moment of a shared machine can pull down, and a low peak would flatter the run; train_tflop = 2 x 3 x forward multiply-adds per image x images trained; efficiency = train_tflop /
-train_seconds / peak; peak_tflop_s = train_seconds x peak / 1000, the compute the machine offered meanwhile.
+moment of a shared machine can pull down, and a low peak would flatter the run; train_tflop = 2 x 3 x forward
+multiply-adds per image x images trained; efficiency = train_tflop / train_seconds / peak; peak_tflop_s = train_seconds x peak / 1000, the compute the machine offered meanwhile.
 --compare adds the throughput of a tutorial-style pipeline (torchvision DataLoader, PIL transforms per image,
 fp32) on the same network, measured in the same run, and the ratio.
 """
@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.checkpoints import save_checkpoint  # noqa: E402
 from helpers.cli import USER_ERRORS, add_run_options, fail, resolve_options  # noqa: E402
-from helpers.data import load_cifar10, steps_per_epoch, train_batches  # noqa: E402
+from helpers.data import load_cifar10, train_batches  # noqa: E402
 from helpers.device import pick_device, processor_name, synchronize  # noqa: E402
 from helpers.evaluation import evaluate  # noqa: E402
 from helpers.models import CIFAR10_MEAN, CIFAR10_STD, build_model, count_parameters  # noqa: E402
 from helpers.precision import autocast  # noqa: E402
 from helpers.recipes import quick_data  # noqa: E402
-from helpers.train import images_per_epoch, seed_everything, train  # noqa: E402
+from helpers.train import seed_everything, steps_per_epochs, train  # noqa: E402
 from helpers.zoo import count_macs  # noqa: E402
 
 
@@ -67,8 +67,7 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
     recipe = replace(preset.recipe, precision=history[-1]["precision"])
     epoch_seconds = [h["seconds"] for h in history]
     seconds = sum(epoch_seconds)
-    images = sum(steps_per_epoch(n, recipe.batch_size) * recipe.batch_size
-                 for n in images_per_epoch(len(data.train_images), recipe))
+    images = sum(steps_per_epochs(len(data.train_images), recipe)) * recipe.batch_size
     train_tflop = 6 * macs * images / 1e12
     result = {"seed": seed, "device": str(device), "processor": processor_name(device),
               "architecture": preset.architecture, "params": count_parameters(model), "epochs": recipe.epochs,
@@ -78,7 +77,8 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
               "images_per_second": round(images / seconds, 1),
               "test_acc": round(evaluate(model, data.test_images, data.test_labels, tta=recipe.tta), 2),
               "test_acc_plain": round(evaluate(model, data.test_images, data.test_labels), 2),
-              "peak_gflops": round(peak, 1), "peak_probes": [round(p, 1) for p in probes], "train_tflop": round(train_tflop, 3),
+              "peak_gflops": round(peak, 1), "peak_probes": [round(p, 1) for p in probes],
+              "train_tflop": round(train_tflop, 3),
               "efficiency": round(train_tflop * 1000 / seconds / peak, 3),
               "peak_tflop_s": round(seconds * peak / 1000, 2)}
     if out is not None:

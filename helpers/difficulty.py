@@ -6,6 +6,11 @@ import torch.nn.functional as F
 from .distributed import all_reduce_sum
 
 
+def images_kept(n_images: int, skip: float) -> int:
+    """How many of n_images an epoch trains when it leaves out the `skip` fraction: the schedule counts on it."""
+    return n_images - int(n_images * skip)
+
+
 class ImageDifficulty:
     """Each training image's loss rank within the batch it last trained in: 0 the easiest, just under 1 the hardest.
 
@@ -36,7 +41,7 @@ class ImageDifficulty:
         """The positions of the images the next epoch trains, sorted: all but the `skip` fraction that rank lowest
         (ties broken by position). Those left out rank 1 from now on, so that the epoch after takes them back."""
         easiest_first = self.rank.argsort(stable=True)
-        skipped = int(len(self.rank) * skip)
+        skipped = len(self.rank) - images_kept(len(self.rank), skip)
         self.rank[easiest_first[:skipped]] = 1.0
         return easiest_first[skipped:].sort().values
 

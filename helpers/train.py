@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .checkpoints import save_checkpoint
 from .data import steps_per_epoch, to_float, train_batches
 from .device import configure_backend, pick_device
-from .difficulty import ImageDifficulty
+from .difficulty import ImageDifficulty, images_kept
 from .distributed import all_reduce_sum, distribute, is_main_process, rank, world_size
 from .evaluation import evaluate
 from .precision import CPU_CANDIDATES, autocast, fastest, fixed_choice, grad_scaler, unsupported_reason
@@ -100,7 +100,7 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
         net = distribute(model, device, recipe.sync_batchnorm)
     except ValueError as error:  # SyncBatchNorm asked for where there is no GPU
         raise ConfigError(str(error)) from error
-    epochs_steps = [steps_per_epoch(n, recipe.batch_size) for n in images_per_epoch(len(data.train_images), recipe)]
+    epochs_steps = steps_per_epochs(len(data.train_images), recipe)
     total_steps = sum(epochs_steps)
     for epoch in range(done + 1, min(recipe.epochs, stop_after_epoch or recipe.epochs) + 1):
         if whitening_bias_changed(model, epoch, recipe):
@@ -151,10 +151,10 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
     return history
 
 
-def images_per_epoch(n_images: int, recipe: Recipe) -> list[int]:
-    """How many images each epoch trains: all of them in the first, and after it all but the skipped easiest."""
-    later = n_images - int(n_images * recipe.skip_easiest)
-    return [n_images] + [later] * (recipe.epochs - 1)
+def steps_per_epochs(n_images: int, recipe: Recipe) -> list[int]:
+    """How many steps each epoch trains: all n_images in the first, and after it all but the skipped easiest."""
+    later = images_kept(n_images, recipe.skip_easiest)
+    return [steps_per_epoch(n, recipe.batch_size) for n in [n_images] + [later] * (recipe.epochs - 1)]
 
 
 def whitening_bias_changed(model, epoch: int, recipe: Recipe) -> bool:

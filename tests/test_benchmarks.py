@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.data import steps_per_epoch
 from helpers.models import build_model
 from helpers.recipes import PRESETS, QUICK_TRAIN_IMAGES, resolve
-from helpers.train import images_per_epoch
+from helpers.train import steps_per_epochs
 from helpers.zoo import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +36,7 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
         assert r["train_seconds"] > 0 and r["images_per_second"] > 0 and r["precision"] in ("fp32", "bf16")
         # Against the machine's own limit: the work done, and the compute the machine offered meanwhile.
         recipe = resolve(preset, quick=True, epochs=2).recipe  # quick mode's batch: at most 256
-        epoch_images = [steps_per_epoch(n, recipe.batch_size) * recipe.batch_size  # whole batches
-                        for n in images_per_epoch(QUICK_TRAIN_IMAGES, recipe)]
+        epoch_images = [steps * recipe.batch_size for steps in steps_per_epochs(QUICK_TRAIN_IMAGES, recipe)]
         # fast leaves out its easiest 10% in epoch 2; full's batch of 250 leaves 48 of 2,048 images over
         assert epoch_images == {"fast": [2048, 1792], "full": [2000, 2000], "s7net": [2048, 2048]}[preset]
         images = sum(epoch_images)

@@ -7,10 +7,10 @@ import torch
 import helpers.train
 from helpers.checkpoints import load_resumable
 from helpers.data import to_float, train_batches
-from helpers.difficulty import ImageDifficulty
+from helpers.difficulty import ImageDifficulty, images_kept
 from helpers.models import S7AirNet
 from helpers.recipes import PRESETS, Recipe
-from helpers.train import images_per_epoch, learning_rate, seed_everything, train
+from helpers.train import learning_rate, seed_everything, steps_per_epochs, train
 
 CPU = torch.device("cpu")
 
@@ -55,8 +55,9 @@ def test_train_batches_take_a_subset_shuffled_and_flip_by_the_image_number():
 
 def test_later_epochs_are_shorter_and_the_schedule_still_ends_at_zero():
     recipe = Recipe(epochs=3, batch_size=10, skip_easiest=0.25)
-    assert images_per_epoch(100, recipe) == [100, 75, 75]
-    assert images_per_epoch(100, replace(recipe, skip_easiest=0.0)) == [100, 100, 100]
+    assert images_kept(100, 0.25) == 75 and images_kept(100, 0.0) == 100
+    assert steps_per_epochs(100, recipe) == [10, 7, 7]  # 75 images: 7 whole batches
+    assert steps_per_epochs(100, replace(recipe, skip_easiest=0.0)) == [10, 10, 10]
     total = 10 + 7 + 7
     assert learning_rate(total - 1, total, recipe) == pytest.approx(recipe.lr / (total - round(0.25 * total)))
     with pytest.raises(ValueError, match="skip_easiest"):
