@@ -6,6 +6,7 @@ helpers.recipes, how it saves from helpers.checkpoints, and the arithmetic from 
 import copy
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -102,52 +103,51 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
         raise ConfigError(str(error)) from error
     epochs_steps = steps_per_epochs(len(data.train_images), recipe)
     total_steps = sum(epochs_steps)
-    for epoch in range(done + 1, min(recipe.epochs, stop_after_epoch or recipe.epochs) + 1):
-        if whitening_bias_changed(model, epoch, recipe):
-            net = distribute(model, device, recipe.sync_batchnorm)  # DDP hooks only the parameters that learn
-        net.train()
-        start = time.perf_counter()
-        epoch_steps = epochs_steps[epoch - 1]
-        losses, correct = [], torch.zeros((), device=device)
-        subset = difficulty.images_to_train(recipe.skip_easiest) if difficulty and epoch > 1 else None
-        batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator,
-                                recipe.translate, recipe.flip, recipe.channels_last, part,
-                                alternate_flip_epoch=epoch if recipe.alternate_flip else None, subset=subset)
-        # A bar for a person at a terminal only: in a notebook or a log file it leaves hundreds of fragments, and
-        # the line printed per epoch says what matters. mininterval: a few updates per epoch are enough.
-        for x, y, index in tqdm(batches, total=epoch_steps, desc=f"epoch {epoch}", leave=False,
-                                disable=not (progress and sys.stderr.isatty()), mininterval=5):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, recipe) * group["lr_scale"]
-            loss, logits = train_step(net, x, y, optimizer, scaler, recipe, device)
-            step += 1
+    with whitening_bias_handed_back(model):
+        for epoch in range(done + 1, min(recipe.epochs, stop_after_epoch or recipe.epochs) + 1):
+            if whitening_bias_changed(model, epoch, recipe):
+                net = distribute(model, device, recipe.sync_batchnorm)  # DDP hooks only the parameters that learn
+            net.train()
+            start = time.perf_counter()
+            epoch_steps = epochs_steps[epoch - 1]
+            losses, correct = [], torch.zeros((), device=device)
+            subset = difficulty.images_to_train(recipe.skip_easiest) if difficulty and epoch > 1 else None
+            batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator,
+                                    recipe.translate, recipe.flip, recipe.channels_last, part,
+                                    alternate_flip_epoch=epoch if recipe.alternate_flip else None, subset=subset)
+            # A bar for a person at a terminal only: in a notebook or a log file it leaves hundreds of fragments, and
+            # the line printed per epoch says what matters. mininterval: a few updates per epoch are enough.
+            for x, y, index in tqdm(batches, total=epoch_steps, desc=f"epoch {epoch}", leave=False,
+                                    disable=not (progress and sys.stderr.isatty()), mininterval=5):
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step, total_steps, recipe) * group["lr_scale"]
+                loss, logits = train_step(net, x, y, optimizer, scaler, recipe, device)
+                step += 1
+                if difficulty:
+                    difficulty.record(index, logits, y)
+                # Kept on the device: a .item() per step would make a GPU wait for every batch.
+                losses.append(loss.detach())
+                correct += (logits.argmax(1) == y).sum()
+            losses = all_reduce_sum(torch.stack(losses).float()) / world_size()  # each step's loss on the whole batch
+            if not losses.isfinite().all():
+                first_bad = step - epoch_steps + (~losses.isfinite()).nonzero()[0].item() + 1
+                raise NonFiniteLossError(first_bad, total_steps, epoch, checkpoint_path)
+            train_acc = 100 * all_reduce_sum(correct).item() / (epoch_steps * recipe.batch_size)
             if difficulty:
-                difficulty.record(index, logits, y)
-            # Kept on the device: a .item() per step would make a GPU wait for every batch.
-            losses.append(loss.detach())
-            correct += (logits.argmax(1) == y).sum()
-        losses = all_reduce_sum(torch.stack(losses).float()) / world_size()  # each step's loss on the whole batch
-        if not losses.isfinite().all():
-            first_bad = step - epoch_steps + (~losses.isfinite()).nonzero()[0].item() + 1
-            raise NonFiniteLossError(first_bad, total_steps, epoch, checkpoint_path)
-        train_acc = 100 * all_reduce_sum(correct).item() / (epoch_steps * recipe.batch_size)
-        if difficulty:
-            difficulty.end_epoch()
-        seconds = time.perf_counter() - start  # after the sync above, so a GPU's queued work is counted
-        test_acc = evaluate(model, data.test_images, data.test_labels) if evaluate_each_epoch else None
-        history.append({"epoch": epoch, "loss": losses.mean().item(), "train_acc": train_acc, "test_acc": test_acc,
-                        "lr": learning_rate(step - 1, total_steps, recipe), "seconds": seconds,
-                        "precision": recipe.precision})
-        if checkpoint_path is not None and is_main_process():
-            save_checkpoint(model, checkpoint_path, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                            epoch=epoch, step=step, history=history, torch_rng=torch.get_rng_state(),
-                            generator=generator.get_state(), recipe=asdict(recipe),
-                            difficulty=difficulty.state_dict() if difficulty else None,
-                            train_images=len(data.train_images), config=config or {})
-        if progress:
-            print(format_epoch(history[-1]), flush=True)
-    if hasattr(model, "learn_whitening_bias"):
-        model.learn_whitening_bias(True)  # handed back as it came: every parameter the optimiser had learns
+                difficulty.end_epoch()
+            seconds = time.perf_counter() - start  # after the sync above, so a GPU's queued work is counted
+            test_acc = evaluate(model, data.test_images, data.test_labels) if evaluate_each_epoch else None
+            history.append({"epoch": epoch, "loss": losses.mean().item(), "train_acc": train_acc, "test_acc": test_acc,
+                            "lr": learning_rate(step - 1, total_steps, recipe), "seconds": seconds,
+                            "precision": recipe.precision})
+            if checkpoint_path is not None and is_main_process():
+                save_checkpoint(model, checkpoint_path, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                                epoch=epoch, step=step, history=history, torch_rng=torch.get_rng_state(),
+                                generator=generator.get_state(), recipe=asdict(recipe),
+                                difficulty=difficulty.state_dict() if difficulty else None,
+                                train_images=len(data.train_images), config=config or {})
+            if progress:
+                print(format_epoch(history[-1]), flush=True)
     return history
 
 
@@ -155,6 +155,17 @@ def steps_per_epochs(n_images: int, recipe: Recipe) -> list[int]:
     """How many steps each epoch trains: all n_images in the first, and after it all but the skipped easiest."""
     later = images_kept(n_images, recipe.skip_easiest)
     return [steps_per_epoch(n, recipe.batch_size) for n in [n_images] + [later] * (recipe.epochs - 1)]
+
+
+@contextmanager
+def whitening_bias_handed_back(model):
+    """S7AirNet's whitening bias learns again once training ends, by error too: the model is handed back with every
+    parameter the optimiser had learning (a caller that trains it again, or saves it, finds it as it came)."""
+    try:
+        yield
+    finally:
+        if hasattr(model, "learn_whitening_bias"):
+            model.learn_whitening_bias(True)
 
 
 def whitening_bias_changed(model, epoch: int, recipe: Recipe) -> bool:
