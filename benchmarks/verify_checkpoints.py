@@ -77,15 +77,23 @@ def main():
             if "checkpoint" in record:
                 reported[Path(record["checkpoint"]).name] = (record["test_acc"], record["test_acc_plain"])
     images, labels = official_test_set(args.data)
+    failures = 0
     for path in args.checkpoints:
         checkpoint = torch.load(path, weights_only=True)
         measured = accuracies(checkpoint, path, images, labels)
         claimed = reported.get(path.name)
-        verdict = "" if claimed is None else (" matches the report" if list(claimed) == measured
-                                              else f" DIFFERS from the report {claimed}")
+        if args.report and claimed is None:
+            verdict, failures = f" is not in the report {args.report}", failures + 1
+        elif claimed is None:
+            verdict = ""
+        elif list(claimed) == measured:
+            verdict = " matches the report"
+        else:
+            verdict, failures = f" DIFFERS from the report {claimed}", failures + 1
         print(f"{path}: test_acc {measured[0]:.2f}% (TTA: {reported_tta(checkpoint)}), "
               f"{measured[1]:.2f}% plain{verdict}")
-
+    if failures:  # a script or CI that checks the status must see it
+        sys.exit(f"{failures} of {len(args.checkpoints)} checkpoints do not match the report")
 
 if __name__ == "__main__":
     main()

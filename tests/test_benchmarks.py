@@ -2,13 +2,15 @@
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers.models import build_model
-from helpers.recipes import PRESETS, QUICK_TRAIN_IMAGES, resolve
+from helpers.checkpoints import save_checkpoint
+from helpers.models import S7Net, build_model
+from helpers.recipes import PRESETS, QUICK_TRAIN_IMAGES, Recipe, resolve
 from helpers.train import steps_per_epochs
 from helpers.zoo import count_macs
 
@@ -69,3 +71,28 @@ def test_a_bad_value_is_one_error_line_and_status_2(real_data_root):
     assert result.returncode == 2
     assert result.stderr == ("python benchmarks/time_to_accuracy.py: error: batch size 4096 is larger than the 2048 "
                              "training images: lower it or use more data\n")
+
+
+def test_verify_checkpoints_fails_when_a_checkpoint_differs_from_the_report_or_is_missing(tmp_path, real_data_root):
+    torch.manual_seed(0)
+    path = save_checkpoint(S7Net((8, 16, 32, 48)).eval(), tmp_path / "seed0.pt", recipe=asdict(Recipe(tta="flip")))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from verify_checkpoints import accuracies, official_test_set
+
+    tta, plain = accuracies(torch.load(path, weights_only=True), path, *official_test_set(real_data_root))
+
+    def verify(checkpoint_name: str, test_acc: float):
+        report = tmp_path / "report.jsonl"
+        report.write_text(json.dumps({"checkpoint": f"runs/bench/{checkpoint_name}", "test_acc": test_acc,
+                                      "test_acc_plain": plain}) + "\n")
+        return subprocess.run([sys.executable, "benchmarks/verify_checkpoints.py", str(path), "--data",
+                               str(real_data_root), "--report", str(report)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+
+    matches = verify("seed0.pt", tta)
+    assert matches.returncode == 0 and "matches the report" in matches.stdout, matches.stderr
+    differs = verify("seed0.pt", round(tta + 0.01, 2))
+    assert differs.returncode == 1 and "DIFFERS from the report" in differs.stdout
+    assert "1 of 1 checkpoints do not match the report" in differs.stderr
+    missing = verify("seed1.pt", tta)
+    assert missing.returncode == 1 and "is not in the report" in missing.stdout
