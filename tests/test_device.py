@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from helpers.device import cpu_name
+
 # Run in a fresh process: any training earlier in the test session has already changed its allocator.
 FAULTS_PER_STEP = """
 import json, resource, torch
@@ -40,3 +42,25 @@ def test_on_the_cpu_training_steps_reuse_freed_memory_instead_of_faulting_it_in_
     # Measured: 24,000-42,000 page faults in six steps by default (each a zero-filled 4 KiB page), 0-1,400 after.
     assert sum(faults["default"]) > 10_000
     assert sum(faults["kept"]) < sum(faults["default"]) / 10
+
+
+ZEN5_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+flags\t\t: fpu avx512_bf16
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+"""
+
+
+def test_the_cpu_name_carries_family_and_model_when_the_model_name_alone_says_little():
+    assert cpu_name(ZEN5_CPUINFO) == "AMD EPYC (family 26, model 2)"
+    assert cpu_name("model name\t: Apple M3\n") == "Apple M3"  # an ARM cpuinfo may give neither number
+    with pytest.raises(ValueError, match="no model name"):
+        cpu_name("processor\t: 0\nBogoMIPS\t: 50.00\n")
