@@ -29,6 +29,7 @@ class Recipe:
     flip: bool = True            # augmentation: random horizontal flips
     alternate_flip: bool = False  # flip image i in epoch e when i + e is odd instead: each seen both ways in turn
     bias_lr_scale: float = 1.0   # BatchNorm shifts learn this many times faster (weight decay unchanged)
+    muon_lr: float | None = None  # conv filters that mix channels take Muon steps (helpers.muon), this peak lr
     whitening_bias_epochs: int | None = None  # S7AirNet: its whitening bias learns these first epochs, then freezes
     skip_easiest: float = 0.0    # from epoch 2 on, leave out this fraction of images, the easiest (helpers.difficulty)
     precision: str = "auto"      # bf16 | fp16 | fp32 autocast, or "auto": chosen per device (helpers.precision)
@@ -46,6 +47,8 @@ class Recipe:
         if not 0 <= self.skip_easiest < 1:
             raise ValueError(f"skip_easiest is the fraction of images left out, from 0 up to (not including) 1, "
                              f"not {self.skip_easiest}")
+        if self.muon_lr is not None and self.muon_lr <= 0:
+            raise ValueError(f"muon_lr must be None (SGD for every weight) or above 0, not {self.muon_lr}")
         if self.whitening_bias_epochs is not None and self.whitening_bias_epochs < 0:
             raise ValueError(f"whitening_bias_epochs must be None (always learn) or at least 0, not "
                              f"{self.whitening_bias_epochs}")

@@ -21,6 +21,7 @@ from .device import configure_backend, pick_device
 from .difficulty import ImageDifficulty, images_kept
 from .distributed import all_reduce_sum, distribute, is_main_process, rank, world_size
 from .evaluation import evaluate
+from .muon import Muon, is_filter_bank
 from .precision import CPU_CANDIDATES, autocast, fastest, fixed_choice, grad_scaler, unsupported_reason
 from .recipes import Recipe, recipe_from_dict
 
@@ -89,13 +90,12 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
     configure_backend(device)
     progress = progress and is_main_process()
     recipe = with_precision(recipe, model, device, resume_from, part, report=print if progress else None)
-    optimizer = torch.optim.SGD(parameter_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
-                                nesterov=recipe.nesterov)
+    optimizers = build_optimizers(model, recipe)
     scaler = grad_scaler(device, recipe.precision)
     difficulty = ImageDifficulty(len(data.train_images), device) if recipe.skip_easiest else None
     done, step, history = 0, 0, []
     if resume_from is not None:
-        done, step, history = restore(resume_from, model, optimizer, scaler, generator, recipe,
+        done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe,
                                       len(data.train_images), difficulty)
     try:
         net = distribute(model, device, recipe.sync_batchnorm)
@@ -119,9 +119,9 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
             # the line printed per epoch says what matters. mininterval: a few updates per epoch are enough.
             for x, y, index in tqdm(batches, total=epoch_steps, desc=f"epoch {epoch}", leave=False,
                                     disable=not (progress and sys.stderr.isatty()), mininterval=5):
-                for group in optimizer.param_groups:
+                for group in (group for optimizer in optimizers for group in optimizer.param_groups):
                     group["lr"] = learning_rate(step, total_steps, recipe) * group["lr_scale"]
-                loss, logits = train_step(net, x, y, optimizer, scaler, recipe, device)
+                loss, logits = train_step(net, x, y, optimizers, scaler, recipe, device)
                 step += 1
                 if difficulty:
                     difficulty.record(index, logits, y)
@@ -141,7 +141,7 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
                             "lr": learning_rate(step - 1, total_steps, recipe), "seconds": seconds,
                             "precision": recipe.precision})
             if checkpoint_path is not None and is_main_process():
-                save_checkpoint(model, checkpoint_path, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                save_checkpoint(model, checkpoint_path, **optimizer_states(optimizers), scaler=scaler.state_dict(),
                                 epoch=epoch, step=step, history=history, torch_rng=torch.get_rng_state(),
                                 generator=generator.get_state(), recipe=asdict(recipe),
                                 difficulty=difficulty.state_dict() if difficulty else None,
@@ -176,14 +176,16 @@ def whitening_bias_changed(model, epoch: int, recipe: Recipe) -> bool:
     return model.learn_whitening_bias(epoch <= recipe.whitening_bias_epochs)
 
 
-def train_step(net, x, y, optimizer, scaler, recipe: Recipe, device):
-    """One SGD step on a batch, in the recipe's precision; returns the loss and the logits."""
+def train_step(net, x, y, optimizers, scaler, recipe: Recipe, device):
+    """One step of every optimiser on a batch, in the recipe's precision; returns the loss and the logits."""
     with autocast(device, recipe.precision):
         logits = net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-    optimizer.zero_grad(set_to_none=True)
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
-    scaler.step(optimizer)
+    for optimizer in optimizers:
+        scaler.step(optimizer)
     scaler.update()
     return loss, logits
 
@@ -222,24 +224,42 @@ def measure_step_rate(model, recipe: Recipe, batch_size: int, device) -> float:
     x = to_float(torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, generator=make).to(device),
                  recipe.channels_last)
     y = torch.randint(0, 10, (batch_size,), generator=make).to(device)
-    optimizer = torch.optim.SGD(parameter_groups(probe, recipe), lr=1e-3, momentum=recipe.momentum)
+    optimizers = build_optimizers(probe, replace(recipe, lr=1e-3))
     scaler = grad_scaler(device, recipe.precision)
-    train_step(probe, x, y, optimizer, scaler, recipe, device)  # warm-up: kernels chosen, memory allocated
+    train_step(probe, x, y, optimizers, scaler, recipe, device)  # warm-up: kernels chosen, memory allocated
     start = time.perf_counter()
     for _ in range(PROBE_STEPS):
-        loss, _ = train_step(probe, x, y, optimizer, scaler, recipe, device)
+        loss, _ = train_step(probe, x, y, optimizers, scaler, recipe, device)
     loss.item()  # waits for a GPU to finish
     return PROBE_STEPS * batch_size / (time.perf_counter() - start)
 
 
+def build_optimizers(model, recipe: Recipe) -> list[torch.optim.Optimizer]:
+    """SGD for every trainable parameter, or, with recipe.muon_lr, Muon for the filter banks and SGD for the rest.
+    Each group's "lr_scale" is its peak lr over recipe.lr: the training loop sets lr = schedule x lr_scale."""
+    sgd = torch.optim.SGD(parameter_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
+                          nesterov=recipe.nesterov)
+    if recipe.muon_lr is None:
+        return [sgd]
+    banks = [p for p in model.parameters() if is_filter_bank(p)]
+    return [sgd, Muon([dict(params=banks, lr_scale=recipe.muon_lr / recipe.lr)], lr=recipe.muon_lr)]
+
+
+def optimizer_states(optimizers) -> dict:
+    """What a checkpoint keeps of the optimisers: the SGD's state as "optimizer", Muon's (if any) as "muon"."""
+    return dict(zip(("optimizer", "muon"), (optimizer.state_dict() for optimizer in optimizers)))
+
+
 def parameter_groups(model, recipe: Recipe) -> list[dict]:
-    """The trainable parameters in two SGD groups: BatchNorm's, at bias_lr_scale times the lr, and the rest.
+    """The parameters SGD trains, in two groups: BatchNorm's, at bias_lr_scale times the lr, and the rest (the
+    filter banks excepted when Muon trains them).
 
     airbench's finding: the BatchNorm shifts are few and want far larger steps than the conv weights. Their weight
     decay is divided by the same factor, so that lr * weight_decay, the decay per step, stays that of the others.
     """
     norms = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable = [p for p in model.parameters() if p.requires_grad
+                 and not (recipe.muon_lr is not None and is_filter_bank(p))]
     return [dict(params=[p for p in trainable if id(p) not in norms], lr_scale=1.0, weight_decay=recipe.weight_decay),
             dict(params=[p for p in trainable if id(p) in norms], lr_scale=recipe.bias_lr_scale,
                  weight_decay=recipe.weight_decay / recipe.bias_lr_scale)]
@@ -254,9 +274,9 @@ def process_share(batch_size: int) -> slice:
     return slice(rank() * share, (rank() + 1) * share)
 
 
-def restore(checkpoint: dict, model, optimizer, scaler, generator, recipe: Recipe, train_images: int,
+def restore(checkpoint: dict, model, optimizers, scaler, generator, recipe: Recipe, train_images: int,
             difficulty: ImageDifficulty = None):
-    """Put back the weights, optimiser, random generators and image difficulties of a checkpoint; return its
+    """Put back the weights, optimisers, random generators and image difficulties of a checkpoint; return its
     (epoch, step, history)."""
     if recipe_from_dict(checkpoint["recipe"]) != recipe:
         raise ConfigError(f"the checkpoint was trained with {recipe_from_dict(checkpoint['recipe'])}, not "
@@ -265,7 +285,8 @@ def restore(checkpoint: dict, model, optimizer, scaler, generator, recipe: Recip
         raise ConfigError(f"the checkpoint was trained on {checkpoint['train_images']} images, not "
                           f"{train_images}: resume on the same data")
     model.load_state_dict(checkpoint["state_dict"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    for optimizer, state in zip(optimizers, (checkpoint["optimizer"], checkpoint.get("muon"))):
+        optimizer.load_state_dict(state)
     if checkpoint.get("scaler"):  # only an fp16 run's scaler has a state
         scaler.load_state_dict(checkpoint["scaler"])
     torch.set_rng_state(checkpoint["torch_rng"])

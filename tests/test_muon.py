@@ -1,0 +1,81 @@
+"""Muon (helpers.muon): orthogonalised steps for the filter banks, SGD for the rest, resumable like SGD."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from helpers.checkpoints import load_resumable
+from helpers.models import S7AirNet
+from helpers.muon import Muon, is_filter_bank, orthogonalise
+from helpers.recipes import PRESETS, Recipe
+from helpers.train import build_optimizers, parameter_groups, seed_everything, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("shape", [(64, 576), (576, 64)])  # C2's dilated conv's bank, and its transpose
+def test_orthogonalise_evens_out_the_singular_values(shape):
+    g = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    g[:, 0] *= 100  # one direction dominates the gradient, as one often does
+    before = torch.linalg.svdvals(g)
+    after = torch.linalg.svdvals(orthogonalise(g))
+    # Every direction moves by about the same amount: a spread of 50-150x (measured) becomes under 3x.
+    assert after.max() / after.min() < 3 and before.max() / before.min() > 50 and after.max() < 1.6
+    u, _, vh = torch.linalg.svd(g, full_matrices=False)
+    # The same directions as the gradient: a positive projection on U V^T in every singular direction.
+    assert (torch.diagonal(u.T @ orthogonalise(g) @ vh.T) > 0.2).all()
+
+
+def test_a_muon_step_renormalises_the_bank_then_moves_it_by_lr_times_an_orthogonal_update():
+    weight = torch.nn.Parameter(3 * torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(0)))
+    weight.grad = torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(1))
+    start = weight.detach().clone()
+    Muon([weight], lr=0.1).step()
+    normalised = start * 4 / start.norm()  # norm sqrt(16): filters of norm 1 on average
+    step = (normalised - weight.detach()).reshape(16, -1) / 0.1
+    singular = torch.linalg.svdvals(step)
+    assert len(singular) == 16 and 0.3 < singular.min() and singular.max() < 1.6
+    # Nesterov on the first step: the update is the gradient plus momentum x the momentum buffer (= the gradient).
+    assert torch.allclose(step, orthogonalise((1.6 * weight.grad).reshape(16, -1)), atol=1e-6)
+
+
+def test_muon_takes_the_banks_that_mix_channels_and_sgd_everything_else():
+    model = S7AirNet((8, 16, 16, 16))
+    recipe = replace(PRESETS["full"].recipe, muon_lr=0.1)
+    sgd, muon = build_optimizers(model, recipe)
+    banks = [name for name, p in model.named_parameters() if is_filter_bank(p)]
+    # C1's conv, C2's dilated and widening convs, C3's conv, the pointwise halves of C3's and C4's separable convs
+    # (not the depthwise halves, not the frozen whitening filters).
+    assert banks == ["c1.2.weight", "c2.2.weight", "c2.5.weight", "c3.2.weight", "c3.5.pointwise.weight",
+                     "c4.2.pointwise.weight"]
+    assert [id(p) for p in muon.param_groups[0]["params"]] == [id(dict(model.named_parameters())[n]) for n in banks]
+    assert muon.param_groups[0]["lr_scale"] * recipe.lr == pytest.approx(0.1)  # the schedule times muon_lr
+    trained_by_sgd = {id(p) for group in sgd.param_groups for p in group["params"]}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trained_by_sgd == trainable - {id(p) for p in muon.param_groups[0]["params"]}
+    assert len(build_optimizers(model, replace(recipe, muon_lr=None))) == 1
+    assert parameter_groups(model, recipe)[0]["params"] == sgd.param_groups[0]["params"]
+    with pytest.raises(ValueError, match="muon_lr must be None"):
+        Recipe(muon_lr=0.0)
+
+
+def test_training_with_muon_learns_and_resumes_the_same(tmp_path, real_data):
+    data = real_data.subset(256, 10)
+    recipe = replace(PRESETS["full"].recipe, epochs=2, batch_size=64, muon_lr=0.1, precision="fp32")
+
+    def run(**options):
+        seed_everything(0)
+        model = S7AirNet((8, 16, 16, 16))
+        history = train(model, data, recipe, torch.Generator().manual_seed(0), CPU, progress=False,
+                        evaluate_each_epoch=False, checkpoint_path=tmp_path / "last.pt", **options)
+        return model, history
+
+    run(stop_after_epoch=1)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert len(saved["muon"]["state"]) == 6  # a momentum buffer per filter bank, beside SGD's own state
+    resumed, _ = run(resume_from=load_resumable(tmp_path / "last.pt"))
+    whole, history = run()
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))
+    bank = whole.c3[2].weight
+    assert bank.norm().item() == pytest.approx(len(bank) ** 0.5, rel=0.2)  # held near norm sqrt(out) throughout
