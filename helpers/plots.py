@@ -71,12 +71,20 @@ def sample_grid(images, labels, classes, per_class: int = 6):
 
 
 def training_curves(history, title: str = ""):
-    """Loss, and train/test accuracy, per epoch from a history as returned by helpers.train.train."""
-    epochs = [h["epoch"] for h in history]
+    """Loss, and train/test accuracy, through training, from a history as returned by helpers.train.train.
+
+    The training lines follow every step where the history holds them (a one-epoch run still draws a curve),
+    averaged over a twentieth of an epoch, as one batch is noisy; older histories give one point per epoch. The test
+    accuracy is measured once per epoch."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
-    loss_ax.plot(epochs, [h["loss"] for h in history], "o-", label="train loss")
+    for ax, key, label, epoch_key in ((loss_ax, "step_loss", "train loss", "loss"),
+                                      (acc_ax, "step_acc", "train (augmented)", "train_acc")):
+        if all(key in h for h in history):
+            x, y, window = step_series(history, key)
+            ax.plot(x, y, "-", label=f"{label}, mean of {window} steps")
+        else:
+            ax.plot([h["epoch"] for h in history], [h[epoch_key] for h in history], "o-", label=label)
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy (label-smoothed)", title="loss")
-    acc_ax.plot(epochs, [h["train_acc"] for h in history], "o-", label="train (augmented)")
     tested = [h for h in history if h.get("test_acc") is not None]
     if tested:  # a run that did not evaluate per epoch has test_acc None throughout: no test line, no legend entry
         acc_ax.plot([h["epoch"] for h in tested], [h["test_acc"] for h in tested], "s-", label="test")
@@ -89,6 +97,16 @@ def training_curves(history, title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def step_series(history, key: str):
+    """(x in epochs, the running mean of history's per-step `key`, the window in steps): step i of epoch e (n
+    steps) sits at e - 1 + (i + 1) / n, so that each epoch's last step meets its test point."""
+    x = np.concatenate([h["epoch"] - 1 + np.arange(1, len(h[key]) + 1) / len(h[key]) for h in history])
+    values = np.concatenate([h[key] for h in history])
+    window = max(1, len(history[0][key]) // 20)
+    means = np.convolve(values, np.ones(window) / window, mode="valid")
+    return x[window - 1:], means, window
 
 
 def misclassified_gallery(images, labels, logits, classes, count: int = 24, columns: int = 8):

@@ -66,7 +66,8 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
     """Train `model` on data.train_*; return the history, one dict per epoch.
 
     Each entry has epoch, loss, train_acc, test_acc (plain, no TTA; None when not evaluated), lr, seconds
-    (training time of the epoch, evaluation excluded) and precision (the one "auto" chose, or the recipe's).
+    (training time of the epoch, evaluation excluded), precision (the one "auto" chose, or the recipe's), and
+    step_loss and step_acc, each step's loss and training accuracy: the curves of a one-epoch run.
 
     checkpoint_path: where to write the state to resume from at the end of every epoch (see load_resumable),
     with `config` (plain values the caller needs to rebuild the run, such as the seed) stored as given.
@@ -110,7 +111,7 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
             net.train()
             start = time.perf_counter()
             epoch_steps = epochs_steps[epoch - 1]
-            losses, correct = [], torch.zeros((), device=device)
+            losses, correct = [], []
             subset = difficulty.images_to_train(recipe.skip_easiest) if difficulty and epoch > 1 else None
             batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator,
                                     recipe.translate, recipe.flip, recipe.channels_last, part,
@@ -127,19 +128,20 @@ def train(model, data, recipe: Recipe = Recipe(), generator: torch.Generator = N
                     difficulty.record(index, logits, y)
                 # Kept on the device: a .item() per step would make a GPU wait for every batch.
                 losses.append(loss.detach())
-                correct += (logits.argmax(1) == y).sum()
+                correct.append((logits.argmax(1) == y).sum())
             losses = all_reduce_sum(torch.stack(losses).float()) / world_size()  # each step's loss on the whole batch
             if not losses.isfinite().all():
                 first_bad = step - epoch_steps + (~losses.isfinite()).nonzero()[0].item() + 1
                 raise NonFiniteLossError(first_bad, total_steps, epoch, checkpoint_path)
-            train_acc = 100 * all_reduce_sum(correct).item() / (epoch_steps * recipe.batch_size)
+            step_acc = 100 * all_reduce_sum(torch.stack(correct).double()) / recipe.batch_size
             if difficulty:
                 difficulty.end_epoch()
             seconds = time.perf_counter() - start  # after the sync above, so a GPU's queued work is counted
             test_acc = evaluate(model, data.test_images, data.test_labels) if evaluate_each_epoch else None
-            history.append({"epoch": epoch, "loss": losses.mean().item(), "train_acc": train_acc, "test_acc": test_acc,
-                            "lr": learning_rate(step - 1, total_steps, recipe), "seconds": seconds,
-                            "precision": recipe.precision})
+            history.append({"epoch": epoch, "loss": losses.mean().item(), "train_acc": step_acc.mean().item(),
+                            "test_acc": test_acc, "lr": learning_rate(step - 1, total_steps, recipe),
+                            "seconds": seconds, "precision": recipe.precision,
+                            "step_loss": losses.tolist(), "step_acc": step_acc.tolist()})
             if checkpoint_path is not None and is_main_process():
                 save_checkpoint(model, checkpoint_path, **optimizer_states(optimizers), scaler=scaler.state_dict(),
                                 epoch=epoch, step=step, history=history, torch_rng=torch.get_rng_state(),

@@ -82,7 +82,7 @@ def test_two_processes_make_the_updates_of_one_process_on_the_whole_batch(tmp_pa
             assert torch.allclose(rank["state_dict"][name], weight, rtol=1e-4, atol=1e-6), name
         for entry, expected in zip(rank["history"], alone_history):  # metrics summed over both processes
             assert entry["loss"] == pytest.approx(expected["loss"], rel=1e-5)
-            assert entry["train_acc"] == expected["train_acc"]
+            assert entry["train_acc"] == expected["train_acc"] and entry["step_acc"] == expected["step_acc"]
 
 
 def test_process_slices_of_a_batch_make_up_the_whole_batch():

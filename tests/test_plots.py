@@ -109,6 +109,23 @@ def test_training_curves_one_epoch():
     assert ticks and all(float(t).is_integer() for t in ticks)
 
 
+def test_a_history_with_steps_draws_each_step_averaged_over_a_twentieth_of_an_epoch():
+    steps = 40  # per epoch: running means of 2 steps
+    one_epoch = [{"epoch": 1, "loss": 1.0, "train_acc": 50.0, "test_acc": 70.0,
+                  "step_loss": [2 - i / steps for i in range(steps)], "step_acc": [float(i) for i in range(steps)]}]
+    fig = training_curves(one_epoch)
+    loss_line, = fig.axes[0].get_lines()
+    assert len(loss_line.get_xdata()) == steps - 1 and loss_line.get_xdata()[-1] == 1.0  # meets the test point
+    assert loss_line.get_ydata()[0] == (2 + 2 - 1 / steps) / 2
+    train, test = fig.axes[1].get_lines()
+    assert list(train.get_ydata()[:2]) == [0.5, 1.5] and list(test.get_xdata()) == [1]
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["train (augmented), mean of 2 steps",
+                                                                           "test"]
+    two_epochs = one_epoch + [{**one_epoch[0], "epoch": 2}]
+    x = training_curves(two_epochs).axes[0].get_lines()[0].get_xdata()
+    assert len(x) == 2 * steps - 1 and x[steps - 2] == 1.0 and x[-1] == 2.0  # the window runs across epochs
+
+
 def test_misclassified_gallery_titles_and_png_size():
     images, labels = smooth_images(200), torch.arange(200) % 10
     logits = torch.randn(200, 10, generator=torch.Generator().manual_seed(0))

@@ -44,6 +44,10 @@ def test_training_lowers_the_loss_and_records_the_history(small_real):
     assert history[-1]["train_acc"] > history[0]["train_acc"]
     assert all(h["seconds"] > 0 and 0 <= h["test_acc"] <= 100 for h in history)
     assert history[-1]["test_acc"] > 25  # well above chance (10%) after 48 steps
+    for h in history:  # every step's loss and accuracy too (16 steps of 64 images an epoch): the curves
+        assert len(h["step_loss"]) == len(h["step_acc"]) == 16
+        assert h["loss"] == pytest.approx(sum(h["step_loss"]) / 16) and h["train_acc"] == sum(h["step_acc"]) / 16
+        assert all(100 * round(a * 64 / 100) / 64 == a for a in h["step_acc"])  # whole images of 64 right
 
 
 def test_training_is_reproducible_on_the_cpu(small_real):
