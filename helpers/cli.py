@@ -19,7 +19,8 @@ from .device import describe_device, processor_name
 from .distributed import DistributedTimeoutError, distributed_session, is_main_process, world_size
 from .evaluation import evaluate
 from .models import ARCHITECTURES, build_model, count_parameters
-from .recipes import DEFAULT_PRESET, PRECISIONS, PRESETS, Preset, quick_data, recipe_from_dict, resolve
+from .recipes import (DEFAULT_PRESET, PRECISIONS, PRESETS, Preset, epochs_text, quick_data, recipe_from_dict,
+                      resolve)
 from .spec import check_s7
 from .train import ConfigError, NonFiniteLossError, seed_everything, train
 
@@ -42,12 +43,12 @@ def seed_value(text: str) -> int:
 
 
 def preset_summary(name: str) -> str:
-    """'fast: S7AirNet 24 128 256 256, 2 epochs', read from the preset and its network's default widths, so the
+    """'fast: S7AirNet 24 128 256 256, 1 epoch', read from the preset and its network's default widths, so the
     help can never disagree with PRESETS."""
     preset = PRESETS[name]
     defaults = inspect.signature(ARCHITECTURES[preset.architecture]).parameters
     widths = preset.model_kwargs.get("widths", defaults["widths"].default)
-    return f"{name}: {preset.architecture} {' '.join(map(str, widths))}, {preset.recipe.epochs} epochs"
+    return f"{name}: {preset.architecture} {' '.join(map(str, widths))}, {epochs_text(preset.recipe.epochs)}"
 
 
 def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False) -> None:

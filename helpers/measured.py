@@ -4,6 +4,8 @@ import json
 import statistics
 from pathlib import Path
 
+from .recipes import epochs_text
+
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
@@ -31,7 +33,7 @@ def run_time_table(presets, records) -> str:
 def time_figure(runs) -> str:
     """The median training time of runs on one processor, with what they were trained in and reached."""
     seconds = statistics.median(r["train_seconds"] for r in runs)
-    return (f"{seconds / 60:.1f} min for {runs[0]['epochs']} epochs ({runs[0]['processor']}, "
+    return (f"{seconds / 60:.1f} min for {epochs_text(runs[0]['epochs'])} ({runs[0]['processor']}, "
             f"{distinct(runs, 'precision')}; median of {len(runs)} run{'s' * (len(runs) > 1)}, mean test accuracy "
             f"{statistics.mean(r['test_acc'] for r in runs):.2f}%)")
 
