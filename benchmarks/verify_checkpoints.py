@@ -95,5 +95,6 @@ def main():
     if failures:  # a script or CI that checks the status must see it
         sys.exit(f"{failures} of {len(args.checkpoints)} checkpoints do not match the report")
 
+
 if __name__ == "__main__":
     main()

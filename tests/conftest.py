@@ -5,8 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from helpers.data import BINARY_FOLDER, PYTHON_FOLDER, TEST_FILES, TRAIN_FILES, default_data_root, find_layout
+from helpers.models import S7AirNet
+from helpers.train import seed_everything, train
+
+TINY_AIR = (8, 16, 16, 16)  # S7AirNet widths small enough for a few CPU steps in a test
 
 
 def made_up_images(n: int, seed: int):
@@ -39,6 +44,16 @@ def write_python_layout(root: Path, per_file: int) -> dict:
             pickle.dump({b"data": images.reshape(per_file, -1), b"labels": labels.tolist()}, f)
         written[name] = (images, labels)
     return written
+
+
+def train_tiny_airnet(data, recipe, checkpoint_path: Path, **options):
+    """A tiny S7AirNet trained from seed 0 on the CPU, saving last.pt at checkpoint_path: one of the runs that a
+    resume test compares (whole, stopped early, resumed). Returns the model and its history."""
+    seed_everything(0)
+    model = S7AirNet(TINY_AIR)
+    history = train(model, data, recipe, torch.Generator().manual_seed(0), torch.device("cpu"), progress=False,
+                    evaluate_each_epoch=False, checkpoint_path=checkpoint_path, **options)
+    return model, history
 
 
 def free_port() -> int:

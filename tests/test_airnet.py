@@ -16,9 +16,9 @@ from helpers.cli import main
 from helpers.evaluation import predict
 from helpers.recipes import PRESETS, Recipe
 from helpers.train import parameter_groups, seed_everything, train
+from tests.conftest import TINY_AIR, train_tiny_airnet
 
 CPU = torch.device("cpu")
-TINY_AIR = (8, 16, 16, 16)  # S7AirNet widths small enough for a few CPU steps in a test
 
 
 def test_s7airnet_meets_every_rule_with_fewer_than_a_million_parameters():
@@ -106,11 +106,7 @@ def test_whitening_bias_learns_in_its_first_epochs_then_freezes_and_resumes_the_
     recipe = replace(PRESETS["fast"].recipe, epochs=3, batch_size=64, whitening_bias_epochs=1, precision="fp32")
 
     def run(**options):
-        seed_everything(0)
-        model = S7AirNet(TINY_AIR)
-        train(model, data, recipe, torch.Generator().manual_seed(0), CPU, progress=False, evaluate_each_epoch=False,
-              checkpoint_path=tmp_path / "last.pt", **options)
-        return model
+        return train_tiny_airnet(data, recipe, tmp_path / "last.pt", **options)[0]
 
     first_epoch = run(stop_after_epoch=1)
     learned = first_epoch.c1[0].bias.detach().clone()

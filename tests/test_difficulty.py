@@ -8,9 +8,9 @@ import helpers.train
 from helpers.checkpoints import load_resumable
 from helpers.data import to_float, train_batches
 from helpers.difficulty import ImageDifficulty, images_kept
-from helpers.models import S7AirNet
 from helpers.recipes import PRESETS, Recipe
-from helpers.train import learning_rate, seed_everything, steps_per_epochs, train
+from helpers.train import learning_rate, steps_per_epochs
+from tests.conftest import train_tiny_airnet
 
 CPU = torch.device("cpu")
 
@@ -76,11 +76,7 @@ def test_training_leaves_out_the_easiest_and_resumes_the_same(tmp_path, real_dat
     monkeypatch.setattr(helpers.train, "train_batches", recording_batches)
 
     def run(**options):
-        seed_everything(0)
-        model = S7AirNet((8, 16, 16, 16))
-        history = train(model, data, recipe, torch.Generator().manual_seed(0), CPU, progress=False,
-                        evaluate_each_epoch=False, checkpoint_path=tmp_path / "last.pt", **options)
-        return model, history
+        return train_tiny_airnet(data, recipe, tmp_path / "last.pt", **options)
 
     whole, history = run()
     assert subsets[0] is None and [len(s) for s in subsets[1:]] == [192, 192]

@@ -8,9 +8,8 @@ from helpers.checkpoints import load_resumable
 from helpers.models import S7AirNet
 from helpers.muon import Muon, is_filter_bank, orthogonalise
 from helpers.recipes import PRESETS, Recipe
-from helpers.train import build_optimizers, parameter_groups, seed_everything, train
-
-CPU = torch.device("cpu")
+from helpers.train import build_optimizers, parameter_groups
+from tests.conftest import TINY_AIR, train_tiny_airnet
 
 
 @pytest.mark.parametrize("shape", [(64, 576), (576, 64)])  # C2's dilated conv's bank, and its transpose
@@ -40,7 +39,7 @@ def test_a_muon_step_renormalises_the_bank_then_moves_it_by_lr_times_an_orthogon
 
 
 def test_muon_takes_the_banks_that_mix_channels_and_sgd_everything_else():
-    model = S7AirNet((8, 16, 16, 16))
+    model = S7AirNet(TINY_AIR)
     recipe = replace(PRESETS["full"].recipe, muon_lr=0.1)
     sgd, muon = build_optimizers(model, recipe)
     banks = [name for name, p in model.named_parameters() if is_filter_bank(p)]
@@ -64,11 +63,7 @@ def test_training_with_muon_learns_and_resumes_the_same(tmp_path, real_data):
     recipe = replace(PRESETS["full"].recipe, epochs=2, batch_size=64, muon_lr=0.1, precision="fp32")
 
     def run(**options):
-        seed_everything(0)
-        model = S7AirNet((8, 16, 16, 16))
-        history = train(model, data, recipe, torch.Generator().manual_seed(0), CPU, progress=False,
-                        evaluate_each_epoch=False, checkpoint_path=tmp_path / "last.pt", **options)
-        return model, history
+        return train_tiny_airnet(data, recipe, tmp_path / "last.pt", **options)
 
     run(stop_after_epoch=1)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
