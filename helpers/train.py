@@ -243,8 +243,14 @@ def build_optimizers(model, recipe: Recipe) -> list[torch.optim.Optimizer]:
                           nesterov=recipe.nesterov)
     if recipe.muon_lr is None:
         return [sgd]
-    banks = [p for p in model.parameters() if is_filter_bank(p)]
-    return [sgd, Muon([dict(params=banks, lr_scale=recipe.muon_lr / recipe.lr)], lr=recipe.muon_lr)]
+    return [sgd, Muon([dict(params=muon_banks(model, recipe), lr_scale=recipe.muon_lr / recipe.lr)],
+                      lr=recipe.muon_lr)]
+
+
+def muon_banks(model, recipe: Recipe) -> list[torch.Tensor]:
+    """The parameters Muon trains, decided in this one place: the filter banks when the recipe has a muon_lr,
+    none otherwise. SGD trains every other trainable parameter."""
+    return [p for p in model.parameters() if is_filter_bank(p)] if recipe.muon_lr is not None else []
 
 
 def optimizer_states(optimizers) -> dict:
@@ -260,8 +266,8 @@ def parameter_groups(model, recipe: Recipe) -> list[dict]:
     decay is divided by the same factor, so that lr * weight_decay, the decay per step, stays that of the others.
     """
     norms = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad
-                 and not (recipe.muon_lr is not None and is_filter_bank(p))]
+    muon = {id(p) for p in muon_banks(model, recipe)}
+    trainable = [p for p in model.parameters() if p.requires_grad and id(p) not in muon]
     return [dict(params=[p for p in trainable if id(p) not in norms], lr_scale=1.0, weight_decay=recipe.weight_decay),
             dict(params=[p for p in trainable if id(p) in norms], lr_scale=recipe.bias_lr_scale,
                  weight_decay=recipe.weight_decay / recipe.bias_lr_scale)]
