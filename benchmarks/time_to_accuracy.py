@@ -2,9 +2,9 @@
 a summary line.
 
     python benchmarks/time_to_accuracy.py --seeds 0 1 2 [--preset fast] [--epochs N] [--precision P] [--data ROOT]
-                                          [--out DIR] [--quick] [--compare]
+                                          [--out DIR] [--quick]
 
-The options are those of `python -m helpers.train` (helpers.cli), with --seed (or --seeds) taking several seeds.
+The options are those of `python -m helpers.train` (helpers/train.py), with --seed (or --seeds) taking several seeds.
 train_seconds is the training wall time (data already in memory, test evaluations not counted), first epoch
 included; warmup_seconds estimates what the first epoch cost beyond the others (kernel selection, allocation).
 test_acc is the recipe's own evaluation (flip TTA when the recipe says so), test_acc_plain is without TTA.
@@ -12,8 +12,6 @@ Against the machine (DESIGN.md): peak_gflops is the best of fp32 and bf16 2048x2
 and just after each run (peak_probes), the higher counting: one probe is a burst of a second or two, which a slow
 moment of a shared machine can pull down, and a low peak would flatter the run; train_tflop = 2 x 3 x forward
 multiply-adds per image x images trained; efficiency = train_tflop / train_seconds / peak; peak_tflop_s = train_seconds x peak / 1000, the compute the machine offered meanwhile.
---compare adds the throughput of a tutorial-style pipeline (torchvision DataLoader, PIL transforms per image,
-fp32) on the same network, measured in the same run, and the ratio.
 """
 import argparse
 import json
@@ -28,14 +26,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.checkpoints import save_checkpoint  # noqa: E402
-from helpers.cli import USER_ERRORS, add_run_options, fail, resolve_options  # noqa: E402
-from helpers.data import load_cifar10, train_batches  # noqa: E402
-from helpers.device import pick_device, processor_name, synchronize  # noqa: E402
+from helpers.data import load_cifar10  # noqa: E402
+from helpers.device import keep_freed_memory, pick_device, processor_name, synchronize  # noqa: E402
 from helpers.evaluation import evaluate  # noqa: E402
-from helpers.models import CIFAR10_MEAN, CIFAR10_STD, build_model, count_parameters  # noqa: E402
-from helpers.precision import autocast  # noqa: E402
+from helpers.models import build_model, count_parameters  # noqa: E402
 from helpers.recipes import quick_data  # noqa: E402
-from helpers.train import seed_everything, steps_per_epochs, train  # noqa: E402
+from helpers.train import USER_ERRORS, add_run_options, fail, resolve_options  # noqa: E402
+from helpers.training import seed_everything, train  # noqa: E402
 from helpers.zoo import count_macs  # noqa: E402
 
 
@@ -67,7 +64,7 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
     recipe = replace(preset.recipe, precision=history[-1]["precision"])
     epoch_seconds = [h["seconds"] for h in history]
     seconds = sum(epoch_seconds)
-    images = sum(steps_per_epochs(len(data.train_images), recipe)) * recipe.batch_size
+    images = recipe.epochs * (len(data.train_images) // recipe.batch_size) * recipe.batch_size
     train_tflop = 6 * macs * images / 1e12
     result = {"seed": seed, "device": str(device), "processor": processor_name(device),
               "architecture": preset.architecture, "params": count_parameters(model), "epochs": recipe.epochs,
@@ -88,69 +85,12 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
     return result
 
 
-class TutorialStyleDataset(torch.utils.data.Dataset):
-    """What most solutions do: a PIL image per sample, torchvision transforms, ToTensor and Normalize."""
-
-    def __init__(self, images, labels):
-        import torchvision.transforms as T
-        self.images, self.labels = images.permute(0, 2, 3, 1).numpy(), labels
-        self.transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                                    T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        from PIL import Image
-        return self.transform(Image.fromarray(self.images[i])), self.labels[i]
-
-
-def images_per_second(model, batches, steps: int, precision: str, device) -> float:
-    """Training throughput over `steps` batches after one warm-up step (the batches' making included)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.train()
-    seen, start = 0, None
-    for i, (x, y) in enumerate(batches):
-        if i == 1:
-            synchronize(device)
-            start = time.perf_counter()
-        with autocast(device, precision):
-            loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        seen += len(y) if i >= 1 else 0
-        if i == steps:
-            break
-    synchronize(device)
-    return seen / (time.perf_counter() - start)
-
-
-def compare_pipelines(data, preset, model_kwargs, precision: str, device, steps: int = 30) -> dict:
-    """Ours (the recipe's batches and precision) versus the tutorial style, on fresh copies of the network the
-    seeds trained (the preset's, with --widths applied)."""
-    recipe = preset.recipe
-    seed_everything(0)
-    layout = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    ours_model = build_model(preset.architecture, **model_kwargs).to(device).to(memory_format=layout)
-    batches = train_batches(data.train_images.to(device), data.train_labels.to(device), recipe.batch_size,
-                            torch.Generator().manual_seed(0), recipe.translate, recipe.flip, recipe.channels_last)
-    ours = images_per_second(ours_model, ((x, y) for x, y, _ in batches), steps, precision, device)
-    loader = torch.utils.data.DataLoader(TutorialStyleDataset(data.train_images, data.train_labels), batch_size=128,
-                                         shuffle=True, num_workers=2, persistent_workers=False)
-    tutorial = images_per_second(build_model(preset.architecture, **model_kwargs).to(device), iter(loader), steps,
-                                 "fp32", device)
-    return {"compare": "images_per_second", "precision": precision, "ours": round(ours, 1),
-            "tutorial_style": round(tutorial, 1), "ratio": round(ours / tutorial, 2)}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python benchmarks/time_to_accuracy.py",
                                      description=__doc__.split("\n\n")[0])
     add_run_options(parser, several_seeds=True)
     parser.add_argument("--out", "--save", help="folder for seed<N>.pt checkpoints of exactly the models evaluated "
                                                 "(--save: its original name)")
-    parser.add_argument("--compare", action="store_true", help="add the tutorial-style pipeline's throughput")
     args = parser.parse_args(argv)
     try:
         measure(args)
@@ -160,15 +100,14 @@ def main(argv=None):
 
 def measure(args) -> None:
     name, preset, model_kwargs = resolve_options(args)
-    device, seeds = pick_device(), args.seed or [0]
+    device, seeds = pick_device(args.device), args.seed or [0]
+    keep_freed_memory()  # as the training command does: freed memory stays in the process for the next step
     data = load_cifar10(args.data)
     data = quick_data(data) if args.quick else data
     results = []
     for seed in seeds:
         results.append(run_seed(data, name, preset, model_kwargs, seed, device, args.out))
         print(json.dumps({"preset": name, **results[-1]}), flush=True)
-    if args.compare:
-        print(json.dumps(compare_pipelines(data, preset, model_kwargs, results[-1]["precision"], device)), flush=True)
     accuracies = [r["test_acc"] for r in results]
     print(json.dumps({"summary": name, "seeds": seeds, "mean_test_acc": round(statistics.mean(accuracies), 2),
                       "min_test_acc": min(accuracies),

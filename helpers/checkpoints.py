@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from .models import build_model
-from .recipes import PRESETS, recipe_from_dict
+from .recipes import PRESETS, epochs_text, recipe_from_dict
 
-LEGACY_ARCHITECTURE = "S7Net"  # checkpoints written before S7AirNet existed name no architecture
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # the committed models, wherever the caller runs from
 RESUME_KEYS = ("optimizer", "epoch", "step", "history", "torch_rng", "generator", "recipe", "train_images", "config")
 
 
@@ -28,8 +28,8 @@ def model_filename(architecture: str) -> str:
     return f"{architecture.lower()}.pt"
 
 
-def weights_path(preset: str, seed: int, folder="weights") -> Path:
-    """Where the committed model of a preset and seed lives: weights/s7airnet-full-seed0.pt."""
+def weights_path(preset: str, seed: int, folder=WEIGHTS) -> Path:
+    """Where the committed model of a preset and seed lives: weights/s7airnet-full-seed0.pt in this repository."""
     return Path(folder) / f"{PRESETS[preset].architecture.lower()}-{preset}-seed{seed}.pt"
 
 
@@ -69,14 +69,15 @@ def load_checkpoint(path, device="cpu") -> dict:
         raise CheckpointError(f"{path} is not a checkpoint that loads safely: truncated, another kind of file, or "
                               f"holding objects besides tensors and plain values, which are never unpickled as that "
                               f"could run code ({type(error).__name__})") from error
-    if not isinstance(checkpoint, dict) or not {"model_kwargs", "state_dict"} <= checkpoint.keys():
-        raise CheckpointError(f"{path} is not a checkpoint of an S7 network: no model_kwargs and state_dict")
+    if not isinstance(checkpoint, dict) or not {"architecture", "model_kwargs", "state_dict"} <= checkpoint.keys():
+        raise CheckpointError(f"{path} is not a checkpoint of an S7 network: no architecture, model_kwargs and "
+                              f"state_dict")
     return checkpoint
 
 
 def rebuild_model(checkpoint: dict, path="the checkpoint"):
     """The saved network with its weights; CheckpointError when the file's parts do not fit together."""
-    architecture = checkpoint.get("architecture", LEGACY_ARCHITECTURE)
+    architecture = checkpoint["architecture"]
     try:
         model = build_model(architecture, **checkpoint["model_kwargs"])
     except (ValueError, TypeError) as error:
@@ -111,20 +112,20 @@ def load_resumable(path) -> dict:
 
 
 def reported_tta(checkpoint: dict) -> str:
-    """The test-time augmentation the model's recipe reports its accuracy with (flip, before recipes were saved)."""
-    return recipe_from_dict(checkpoint["recipe"]).tta if "recipe" in checkpoint else "flip"
+    """The test-time augmentation the model's recipe reports its accuracy with; none for a model saved without one."""
+    return recipe_from_dict(checkpoint["recipe"]).tta if "recipe" in checkpoint else "none"
 
 
 def provenance(checkpoint: dict) -> str:
     """One line saying where a model came from: its network, recipe and seed when the file carries them."""
-    parts = [checkpoint.get("architecture", LEGACY_ARCHITECTURE)]
+    parts = [checkpoint["architecture"]]
     if "preset" in checkpoint:
         parts.append(f"preset {checkpoint['preset']!r}")
     if "seed" in checkpoint:
         parts.append(f"seed {checkpoint['seed']}")
     if "recipe" in checkpoint:
         recipe = recipe_from_dict(checkpoint["recipe"])
-        parts.append(f"{recipe.epochs} epochs, batch {recipe.batch_size}, {recipe.precision}")
+        parts.append(f"{epochs_text(recipe.epochs)}, batch {recipe.batch_size}, {recipe.precision}")
     if "test_acc" in checkpoint:
         parts.append(f"test accuracy {checkpoint['test_acc']:.2f}% as reported")
     return ", ".join(parts)

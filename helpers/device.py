@@ -4,11 +4,13 @@ import platform
 
 import torch
 
-from .precision import cuda_bf16_native
 
 
-def pick_device() -> torch.device:
-    """CUDA if available, else Apple's MPS, else the CPU."""
+def pick_device(name: str | None = None) -> torch.device:
+    """The device called `name` ("cpu", "cuda:1", ...) when given, else CUDA if available, else Apple's MPS, else
+    the CPU."""
+    if name:
+        return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -19,23 +21,20 @@ def pick_device() -> torch.device:
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters, from <malloc.h>
 
 
-def configure_backend(device: torch.device) -> None:
-    """Set the device up for training, where every batch has the same shape: on CUDA cuDNN benchmarks its kernels
-    for that shape; on the CPU freed memory is kept for the next step (see keep_freed_memory)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    elif device.type == "cpu":
-        keep_freed_memory()
+def cuda_bf16_native(device: torch.device) -> bool:
+    """True on GPUs whose tensor cores do bf16 (not emulated through fp32)."""
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed memory in the process instead of handing it back to the kernel.
+    """Have glibc's malloc keep freed memory in this process instead of handing it back to the kernel.
 
-    By default it maps every large block (above 128 KiB to 32 MiB, a threshold it adjusts as it goes) fresh from
-    the kernel and unmaps it when freed, so each training step page-faults its activations in anew, zero-filled:
-    3,700 faults per step of the fast preset and 34,000 of the full one, measured on a 2-core Intel Xeon, where
-    keeping the memory made the fast preset's steps about 4% faster. The cost is the peak memory, which training
-    holds anyway. Returns False, changing nothing, where the C library is not glibc (macOS, Windows, musl).
+    By default it maps every large block fresh from the kernel and unmaps it when freed, so each training step
+    page-faults its activations in anew, zero-filled, thousands of times. This changes the allocator of the whole
+    process, so the commands (python -m helpers.train, the benchmark) call it, and library code that calls
+    train() decides for itself. The cost is the peak memory, which training holds anyway. Returns False, changing
+    nothing, where the C library is not glibc (macOS, Windows, musl).
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

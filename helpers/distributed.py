@@ -1,17 +1,19 @@
 """Training on several GPUs or machines with PyTorch's own engine: `torchrun ... -m helpers.train`.
 
 torchrun starts one process per GPU (or per CPU slot) and tells each its place through WORLD_SIZE, RANK and
-LOCAL_RANK; helpers.train then wraps the model in DistributedDataParallel and gives every process its slice
-of each batch. Without torchrun every function here is a no-op and training runs in the one process.
+LOCAL_RANK; the training loop then wraps the model in DistributedDataParallel and gives every process its slice
+of each batch, as even as the batch size allows. Without torchrun every function here is a no-op and training
+runs in the one process.
 
-Only checked on CPUs (gloo; CI has no GPU): the processes' slices of a batch are bit for bit the one-process
-batch, and every process ends with bit-identical weights, which match a one-process run's to float rounding (the
-gradients are summed in another order). On GPUs nccl's reduction order and cuDNN make results close, not bit-exact.
+Checked on CPUs only (gloo; CI has no GPU): the processes' slices of a batch are bit for bit the one-process
+batch, and every process ends with bit-identical weights. They equal a one-process run's weights only for a
+network without BatchNorm (to float rounding: the gradients are summed in another order): BatchNorm normalises
+each process's slice with that slice's own statistics, which moves the weights away from the one-process run's
+as training goes on (see distribute).
 
 A process that stops answering (stalled, swapped out, `kill -STOP`) leaves the others waiting in their next
 collective: after $S7_DIST_TIMEOUT seconds (default 600, not gloo's 30 minutes) they stop with an error.
 """
-import inspect
 import os
 import re
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .device import pick_device
+from .recipes import ConfigError
 
 TIMEOUT_VARIABLE = "S7_DIST_TIMEOUT"
 # Ten minutes, torch's own default for nccl (gloo's is 30): far above the longest legitimate wait between two
@@ -38,23 +41,24 @@ def launched_by_torchrun() -> bool:
 
 
 @contextmanager
-def distributed_session():
+def distributed_session(device_name: str | None = None):
     """Yield this process's device, inside a process group when torchrun started us; leave the group after.
 
+    device_name: "cpu" (or "cuda", "mps") to choose the device kind; by default a GPU when there is one.
     GPUs: nccl, one GPU per process (cuda:LOCAL_RANK). CPUs: gloo. A collective that waits longer than
     $S7_DIST_TIMEOUT seconds ends the session with DistributedTimeoutError (gloo raises it in this process; nccl's
     watchdog ends the process itself, with its own message).
     """
+    device = pick_device(device_name)
     if not launched_by_torchrun():
-        yield pick_device()
+        yield device
         return
     timeout = process_group_timeout(os.environ)
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    if device.type == "cuda":
+        device = torch.device("cuda", gpu_of_process(int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()))
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", **init_options(timeout, device, inspect.signature(dist.init_process_group)))
+        dist.init_process_group("nccl", timeout=timeout, device_id=device)
     else:
-        device = torch.device("cpu")
         dist.init_process_group("gloo", timeout=timeout)
     try:
         yield device
@@ -77,13 +81,17 @@ def process_group_timeout(environ) -> timedelta:
     return timedelta(seconds=float(raw))
 
 
-def init_options(timeout: timedelta, device: torch.device, signature: inspect.Signature) -> dict:
-    """init_process_group's keywords: the timeout, and device_id only where this torch takes it (2.3 and later;
-    requirements.txt allows 2.2). device_id binds nccl to this process's GPU at once, not at the first collective."""
-    options = {"timeout": timeout}
-    if "device_id" in signature.parameters:
-        options["device_id"] = device
-    return options
+def gpu_of_process(local_rank: int, gpus: int) -> int:
+    """The GPU a process trains on: its local rank, one GPU each; a clear error when there are fewer GPUs than
+    processes on this machine (nccl cannot share one GPU between processes)."""
+    if local_rank >= gpus:
+        raise DistributedSetupError(f"torchrun started more processes on this machine than it has GPUs ({gpus}): "
+                                    f"use --nproc_per_node={gpus} or fewer, or --device cpu to train on the CPU")
+    return local_rank
+
+
+class DistributedSetupError(RuntimeError):
+    """torchrun's processes do not fit this machine's devices; the message says how to launch instead."""
 
 
 def world_size() -> int:
@@ -106,20 +114,42 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def distribute(model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = False) -> torch.nn.Module:
+def process_share(batch_size: int) -> slice:
+    """This process's slice of every batch: all of it alone; among N processes the first batch_size % N take
+    one image more than the others, so that any batch size splits over any number of processes."""
+    n, r = world_size(), rank()
+    if batch_size < n:
+        raise ConfigError(f"batch size {batch_size} is smaller than the {n} processes: each needs an image at least")
+    size, extra = divmod(batch_size, n)
+    start = r * size + min(r, extra)
+    return slice(start, start + size + (r < extra))
+
+
+def loss_weight(share: slice, batch_size: int) -> float:
+    """What this process multiplies its mean loss by: DistributedDataParallel averages the processes' gradients,
+    so with slices of unequal size each mean is weighted by its share of the batch (exactly 1.0 when alone)."""
+    return world_size() * (share.stop - share.start) / batch_size
+
+
+MIN_BATCHNORM_IMAGES = 64  # fewer images per GPU than this, and BatchNorm's statistics are too noisy to trust
+
+
+def distribute(model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = False,
+               images_per_process: int | None = None) -> torch.nn.Module:
     """The module to train with: `model` itself alone, else DistributedDataParallel around it.
 
-    Each process normalises with the statistics of its own slice of the batch: with 256 or more images per GPU
-    they are as good as the global batch's, and SyncBatchNorm (sync_batchnorm=True, GPUs only: torch's refuses
-    CPU tensors) costs every BatchNorm forward a host sync, an all_gather and an all_reduce. It is converted in
-    place, so the caller's `model` holds the synced layers. Per-slice statistics make a run only approximately
-    equal a one-process run of the same global batch (exactly, for a model without BatchNorm).
+    Each process normalises with the statistics of its own slice of the batch: from a few hundred images per GPU
+    they are as good as the global batch's, and SyncBatchNorm costs every BatchNorm forward a host sync, an
+    all_gather and an all_reduce. It is used when asked (sync_batchnorm) and, on GPUs, whenever a process has
+    fewer than MIN_BATCHNORM_IMAGES images of each batch. torch's SyncBatchNorm refuses CPU tensors, so on CPUs
+    it is an error to ask for it, and small slices keep their own statistics. It is converted in place, so the
+    caller's `model` holds the synced layers.
     """
     if sync_batchnorm and device.type != "cuda":
-        raise ValueError(f"SyncBatchNorm needs GPUs (torch's refuses {device.type} tensors)")
+        raise ConfigError(f"SyncBatchNorm needs GPUs (torch's refuses {device.type} tensors)")
     if world_size() == 1:
         return model
-    if sync_batchnorm:
+    if sync_batchnorm or (device.type == "cuda" and (images_per_process or 0) < MIN_BATCHNORM_IMAGES):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                      else None)

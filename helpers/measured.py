@@ -30,10 +30,20 @@ def run_time_table(presets, records) -> str:
     return "\n".join(lines)
 
 
+def duration_text(seconds: float) -> str:
+    """'19.2 s' under two minutes, else '8.9 min': how the README and the notebook say a training time."""
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def summary_line(path) -> dict:
+    """The summary a benchmark output ends with (mean and min accuracy, median time over its seeds)."""
+    return next(record for record in map(json.loads, Path(path).read_text().splitlines()) if "summary" in record)
+
+
 def time_figure(runs) -> str:
     """The median training time of runs on one processor, with what they were trained in and reached."""
     seconds = statistics.median(r["train_seconds"] for r in runs)
-    return (f"{seconds / 60:.1f} min for {epochs_text(runs[0]['epochs'])} ({runs[0]['processor']}, "
+    return (f"{duration_text(seconds)} for {epochs_text(runs[0]['epochs'])} ({runs[0]['processor']}, "
             f"{distinct(runs, 'precision')}; median of {len(runs)} run{'s' * (len(runs) > 1)}, mean test accuracy "
             f"{statistics.mean(r['test_acc'] for r in runs):.2f}%)")
 

@@ -1,10 +1,12 @@
 """The assignment's networks: the PyTorch tutorial's starting point, and two fixes that meet every S7 rule.
 
-S7Net is the small, fast one (80% in 4 epochs); S7AirNet spends its parameters the way Keller Jordan's airbench
-does, for 93% in a few more epochs.
+S7Net is the plain fix a student would write with the lecture's blocks (conv, BatchNorm, ReLU); S7AirNet spends
+the same rules the way Keller Jordan's airbench does, and learns several times faster per epoch.
 
-Both take images as floats in [0, 1], shape (N, 3, 32, 32), and normalise inside, so a saved model needs no
-separate preprocessing to train, evaluate, predict or export.
+Every network is a `Network`: it takes images as floats in [0, 1], shape (N, 3, 32, 32), and normalises inside, so
+a saved model needs no separate preprocessing to train, evaluate, predict or export; it knows the arguments that
+rebuild it; and `register` puts it in ARCHITECTURES, the names checkpoints use. A network of your own becomes
+trainable, saveable and loadable the same way: subclass Network and decorate it with @register.
 """
 import torch
 import torch.nn.functional as F
@@ -35,13 +37,37 @@ class Normalize(nn.Module):
         return (x - mean) / std
 
 
-class TutorialNet(nn.Module):
-    """The CIFAR-10 network of the PyTorch "Training a classifier" tutorial (62,006 parameters), with the
-    tutorial's own input normalisation (mean 0.5, std 0.5 per channel)."""
+ARCHITECTURES = {}  # class name -> class: how presets, checkpoints and the command line name a network
+
+
+def register(cls):
+    """Class decorator: the network can be built by name (build_model), so its checkpoints load again."""
+    ARCHITECTURES[cls.__name__] = cls
+    return cls
+
+
+class Network(nn.Module):
+    """What the training loop, the checkpoints and the notebook expect of a network.
+
+    model_kwargs: the keyword arguments that rebuild it (checkpoints store them beside the weights).
+    init_from_data: whatever the network sets from training images before it trains; nothing by default.
+    """
+
+    def __init__(self, **model_kwargs):
+        super().__init__()
+        self.model_kwargs = model_kwargs
+
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """Data-dependent initialisation from uint8 training images (N, 3, 32, 32), called once before training."""
+
+
+@register
+class TutorialNet(Network):
+    """The CIFAR-10 network of the PyTorch "Training a classifier" tutorial, with the tutorial's own input
+    normalisation (mean 0.5, std 0.5 per channel)."""
 
     def __init__(self):
         super().__init__()
-        self.model_kwargs = {}
         self.normalize = Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
         self.conv1 = nn.Conv2d(3, 6, 5)
         self.pool = nn.MaxPool2d(2, 2)
@@ -59,15 +85,14 @@ class TutorialNet(nn.Module):
         return self.fc3(x)
 
 
-class C1C2C3C4O(nn.Module):
+class C1C2C3C4O(Network):
     """The assignment's architecture, said once in code: normalise, then C1, max-pool, C2, max-pool, C3, max-pool,
     C4, and the output stage O. A network of this kind chooses its four blocks and its output; the three max-pools
-    and the order are fixed here. `model_kwargs` are the arguments that rebuild it (checkpoints store them)."""
+    and the order are fixed here."""
 
     def __init__(self, model_kwargs: dict, c1: nn.Module, c2: nn.Module, c3: nn.Module, c4: nn.Module,
                  output: nn.Module):
-        super().__init__()
-        self.model_kwargs = model_kwargs
+        super().__init__(**model_kwargs)
         self.normalize = Normalize()
         self.c1, self.pool1 = c1, nn.MaxPool2d(2)
         self.c2, self.pool2 = c2, nn.MaxPool2d(2)
@@ -83,8 +108,8 @@ class C1C2C3C4O(nn.Module):
 
 class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
     """Global average pooling, AdaptiveAvgPool2d(1), computed as one average pool over the whole map: the same
-    numbers, but its backward hands a channels-last gradient back channels-last. Adaptive pooling's is NCHW, and the
-    GELU backward before it then took 2x longer on the CPU, about 2% of S7AirNet's training step."""
+    numbers, but its backward hands a channels-last gradient back channels-last. Adaptive pooling's is NCHW, and
+    the channels-last GELU backward before it then runs on the CPU's slow mixed-layout path."""
 
     def __init__(self):
         super().__init__(1)
@@ -93,6 +118,7 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
         return F.avg_pool2d(x, x.shape[-2:])
 
 
+@register
 class S7Net(C1C2C3C4O):
     """C1 C2 C3 C4 O: four convolution blocks with a max-pool between each pair, then GAP and a linear layer.
 
@@ -164,6 +190,7 @@ class ScaledLinear(nn.Linear):
         return super().forward(x) * self.scale
 
 
+@register
 class S7AirNet(C1C2C3C4O):
     """C1 C2 C3 C4 O after airbench (Keller Jordan's fastest CIFAR-10 trainer), cut to fit under 1M parameters.
 
@@ -188,30 +215,18 @@ class S7AirNet(C1C2C3C4O):
             c4=nn.Sequential(*norm_act(w3), DepthwiseSeparableConv2d(w3, w4), *norm_act(w4)),
             output=nn.Sequential(GlobalAvgPool2d(), nn.Flatten(), ScaledLinear(w4, num_classes, 1 / 9)))
 
-    def fit_whitening(self, images: torch.Tensor) -> None:
-        """Set C1's whitening filters from uint8 training images (5,000 are plenty); call once, before training.
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """Set C1's whitening filters from the first 5,000 uint8 training images (plenty for a 12x12 covariance).
         The statistics are computed on the CPU in float64, wherever the model already is."""
-        self.c1[0].fit(self.normalize.on(to_float(images.cpu())))
-
-    def learn_whitening_bias(self, learn: bool) -> bool:
-        """Let the whitening's bias learn, or freeze it; True when that changed it. Frozen, nothing before C1's
-        conv needs a gradient: that conv skips its input gradient and the GELU its backward, 9% of a training
-        step of the fast preset. The bias settles early, so airbench freezes it after a few epochs."""
-        bias = self.c1[0].bias
-        changed = bias.requires_grad != learn
-        bias.requires_grad_(learn)
-        return changed
+        self.c1[0].fit(self.normalize.on(to_float(images[:5000].cpu())))
 
 
 def norm_act(channels: int):
     return ShiftBatchNorm2d(channels), nn.GELU()
 
 
-ARCHITECTURES = {"S7Net": S7Net, "S7AirNet": S7AirNet, "TutorialNet": TutorialNet}
-
-
 def build_model(architecture: str, **model_kwargs) -> nn.Module:
-    """One of ARCHITECTURES by name: how presets, checkpoints and the command line say which network they mean."""
+    """A registered network by its class name: how presets, checkpoints and the command line say which they mean."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}: choose from {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[architecture](**model_kwargs)

@@ -1,20 +1,26 @@
-"""Which arithmetic to train in, decided per device: the one place that knows what each backend can do.
+"""Which arithmetic to train in, per device: the one place that knows what each backend can do.
 
 - CUDA: bf16 where the GPU has it natively (compute capability 8.0+: A100, L4, H100), else fp16 with a gradient
   scaler (Colab's T4 has no native bf16, and cuDNN has no bf16 convolutions below 8.0).
-- CPU: it depends on the processor (bf16 was 2x faster on an AMD Zen 4 and 1.4x slower for S7AirNet on an Intel
-  Xeon without AMX), so "auto" measures a few training steps in each and keeps the faster (see helpers.train).
+- CPU: it depends on the processor (bf16 matrix units are fast on some, emulated and slower on others), so "auto"
+  measures training steps in each (helpers.training) and remembers the answer per processor here, so that a busy
+  moment of the machine cannot flip it from one run to the next.
 - MPS: fp32; autocast there raises before torch 2.5, takes bf16 from 2.6, and its gradient scaler needs 2.8.
 """
+import json
+import os
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 
-from .recipes import PRECISIONS
+from .device import cuda_bf16_native
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-CPU_CANDIDATES = ("fp32", "bf16")  # fp16 runs on CPUs too, but no CPU here has fast fp16 matrix units
+CPU_CANDIDATES = ("fp32", "bf16")  # fp16 runs on CPUs too, but none has fast fp16 matrix units
+BF16_MARGIN = 1.10  # on a CPU bf16 must train this much faster than fp32 to be chosen: fp32 is the more exact
 MPS_MINIMUM_TORCH = {"bf16": (2, 6), "fp16": (2, 8)}  # autocast with bf16; fp16 needs MPS's GradScaler too
+CACHE_VARIABLE = "S7_PRECISION_CACHE"
 
 
 def torch_version(text: str = torch.__version__) -> tuple[int, int]:
@@ -27,14 +33,20 @@ def unsupported_reason(device_type: str, precision: str, version: tuple[int, int
                        cuda_bf16_native: bool = True) -> str | None:
     """Why `precision` cannot train on this device type and torch version, or None when it can."""
     version = version or torch_version()
-    if precision not in PRECISIONS or precision == "auto":
-        return f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS[1:])}"
+    if precision not in AUTOCAST_DTYPES and precision != "fp32":
+        return f"unknown precision {precision!r}: choose from bf16, fp16, fp32"
     if device_type == "mps" and precision in MPS_MINIMUM_TORCH and version < MPS_MINIMUM_TORCH[precision]:
         needed = ".".join(map(str, MPS_MINIMUM_TORCH[precision]))
         return f"{precision} on Apple MPS needs torch {needed} or newer (this is {torch.__version__}): use fp32"
     if device_type == "cuda" and precision == "bf16" and not cuda_bf16_native:
         return "this GPU has no native bfloat16 (compute capability below 8.0): use fp16 or fp32"
     return None
+
+
+def device_reason(device: torch.device, precision: str) -> str | None:
+    """unsupported_reason for this very device."""
+    native = device.type != "cuda" or cuda_bf16_native(device)
+    return unsupported_reason(device.type, precision, cuda_bf16_native=native)
 
 
 def fixed_choice(device: torch.device) -> str | None:
@@ -46,15 +58,36 @@ def fixed_choice(device: torch.device) -> str | None:
     return "fp32"
 
 
-def cuda_bf16_native(device: torch.device) -> bool:
-    """True on GPUs whose tensor cores do bf16 (not emulated through fp32)."""
-    with torch.cuda.device(device):
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-
-
 def fastest(step_rates: dict[str, float]) -> str:
-    """The precision with the most images per second; fp32 on a tie, as it is the more exact."""
-    return max(step_rates, key=lambda precision: (step_rates[precision], precision == "fp32"))
+    """bf16 when it trains at least BF16_MARGIN times as many images per second as fp32, else fp32: a
+    measurement's noise alone must not move a run off the more exact arithmetic."""
+    return "bf16" if step_rates["bf16"] >= BF16_MARGIN * step_rates["fp32"] else "fp32"
+
+
+def cache_path() -> Path:
+    """Where measured choices are remembered: $S7_PRECISION_CACHE, else ~/.cache/s7/precision.json."""
+    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "s7" / "precision.json")
+
+
+def remembered(key: str) -> dict | None:
+    """The choice measured earlier for this processor and run ({"choice", "rates"}), or None."""
+    try:
+        return json.loads(cache_path().read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def remember(key: str, entry: dict) -> None:
+    """Add a measured choice to the cache (written atomically; a cache that cannot be written is skipped)."""
+    path = cache_path()
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**(known if isinstance(known, dict) else {}), key: entry}, indent=1))
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        pass
 
 
 def autocast(device: torch.device, precision: str):
@@ -72,13 +105,24 @@ def grad_scaler(device: torch.device, precision: str):
 
 @contextmanager
 def exact_fp32(device: torch.device):
-    """Evaluate in true fp32: on Ampere and newer GPUs cuDNN convolutions default to TF32 (a 10-bit mantissa)."""
+    """Evaluate in true fp32: on Ampere and newer GPUs cuDNN convolutions default to TF32 (a 10-bit mantissa).
+
+    Through torch's new fp32_precision settings where this torch has them: once anything has set those, reading
+    the legacy allow_tf32 flags raises.
+    """
     if device.type != "cuda":
         yield
         return
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        flags, exact = [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision")], \
+            "ieee"
+    else:
+        flags, exact = [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32")], False
+    saved = [getattr(owner, name) for owner, name in flags]
+    for owner, name in flags:
+        setattr(owner, name, exact)
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        for (owner, name), value in zip(flags, saved):
+            setattr(owner, name, value)

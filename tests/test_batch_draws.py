@@ -51,7 +51,7 @@ def test_batches_are_bit_identical_to_the_batch_by_batch_draws(config):
         ours, theirs = (list(batches(images, labels, 32, g, **config))
                         for batches, g in ((train_batches, new), (old_train_batches, old)))
         assert len(ours) == len(theirs) == 6
-        for (x, y, _), (x_old, y_old) in zip(ours, theirs):
+        for (x, y), (x_old, y_old) in zip(ours, theirs):
             assert torch.equal(x, x_old) and torch.equal(y, y_old)
             assert x.stride() == x_old.stride()
     assert torch.equal(new.get_state(), old.get_state())

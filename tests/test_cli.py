@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import cli as cli_module
+from helpers import train as cli_module
 from helpers.checkpoints import CheckpointError, load_model, load_resumable, save_checkpoint
-from helpers.cli import main
+from helpers.train import main
 from helpers.models import S7Net
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,17 +122,6 @@ def test_inconsistent_checkpoints_are_one_checkpoint_error(tmp_path, capsys, sma
     with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_model(path) if "recipe" not in changes else load_resumable(path)
     assert message in exits_with(["--resume", str(path)], capsys)
-
-
-def test_old_checkpoints_still_load(tmp_path):
-    """Before this layout: no architecture (an S7Net), and a recipe with "architecture" and "bf16" in it."""
-    model = S7Net((8, 16, 32, 48))
-    recipe = {**asdict(cli_module.resolve("fast").recipe), "architecture": "S7Net", "bf16": True}
-    del recipe["precision"]
-    torch.save({"model_kwargs": model.model_kwargs, "state_dict": model.state_dict(), "recipe": recipe},
-               tmp_path / "s7net.pt")
-    assert type(load_model(tmp_path / "s7net.pt")) is S7Net
-    assert cli_module.recipe_from_dict(recipe).precision == "bf16"
 
 
 def test_ctrl_c_says_where_the_last_good_epoch_is_and_how_to_resume(tmp_path, real_data_root):

@@ -1,24 +1,24 @@
 """Several processes (DistributedDataParallel, gloo on CPUs, loopback only) train as one process would."""
-import inspect
 import os
 import signal
 import subprocess
 import sys
 import time
 from datetime import timedelta
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import train as train_module
 from helpers.data import CIFAR10, train_batches
 from helpers import distributed
 from helpers.checkpoints import load_model
-from helpers.distributed import distributed_session, init_options, process_group_timeout
+from helpers.distributed import distributed_session, process_group_timeout
 from helpers.models import S7Net, TutorialNet
 from helpers.recipes import Recipe
-from helpers.train import ConfigError, seed_everything, train
+from helpers.recipes import ConfigError
+from helpers.training import seed_everything, train
 from tests.conftest import free_port, made_up_images
 
 # Plain fp32 and layout: what is compared is the arithmetic of the update, to a tight tolerance.
@@ -64,7 +64,7 @@ def rank_main(rank: int, port: int, out):
     """One of two processes, set up as torchrun would; saves what it ended with."""
     os.environ.update(loopback_env(), MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    with distributed_session():
+    with distributed_session("cpu"):  # gloo and CPU tensors, also on a machine with GPUs
         model, history = run_training()
     torch.save({"state_dict": model.state_dict(), "history": history, "batch_sizes": model.batch_sizes},
                out / f"rank{rank}.pt")
@@ -89,22 +89,40 @@ def test_process_slices_of_a_batch_make_up_the_whole_batch():
     images, labels = torch.as_tensor(made_up_images(128, seed=2)[0]), torch.arange(128)
     whole, first, second = (list(train_batches(images, labels, 64, torch.Generator().manual_seed(5), part=part))
                             for part in (slice(None), slice(0, 32), slice(32, 64)))
-    for (x, y, i), (x0, y0, i0), (x1, y1, i1) in zip(whole, first, second):
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, first, second):
         assert torch.equal(x, torch.cat([x0, x1])) and torch.equal(y, torch.cat([y0, y1]))
-        assert torch.equal(i, torch.cat([i0, i1]))
 
 
-def test_batch_that_does_not_split_over_the_processes_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(train_module, "world_size", lambda: 3)
-    with pytest.raises(ConfigError, match="batch size 64 does not split evenly over 3 processes"):
-        train(TutorialNet(), small_data(), RECIPE, device=torch.device("cpu"), progress=False)
+@pytest.mark.parametrize("batch, processes, sizes", [(64, 3, [22, 21, 21]), (250, 4, [63, 63, 62, 62]),
+                                                     (128, 8, [16] * 8), (512, 1, [512])])
+def test_any_batch_splits_over_any_number_of_processes_and_the_losses_weigh_by_share(monkeypatch, batch, processes,
+                                                                                      sizes):
+    monkeypatch.setattr(distributed, "world_size", lambda: processes)
+    shares = []
+    for r in range(processes):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        shares.append(distributed.process_share(batch))
+    assert [s.stop - s.start for s in shares] == sizes
+    assert [i for s in shares for i in range(s.start, s.stop)] == list(range(batch))  # the whole batch, once
+    # DDP averages the processes' gradients (1 / processes each) of their weighted mean losses (1 / slice size
+    # each image): every image of the batch then counts 1 / batch, as in one process's mean over the whole batch.
+    for s in shares:
+        assert distributed.loss_weight(s, batch) / processes / (s.stop - s.start) == pytest.approx(1 / batch)
+    if processes == 1:
+        assert distributed.loss_weight(shares[0], batch) == 1.0  # exactly: one process trains as it always did
+
+
+def test_a_batch_smaller_than_the_processes_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(distributed, "world_size", lambda: 8)
+    with pytest.raises(ConfigError, match="batch size 4 is smaller than the 8 processes"):
+        train(TutorialNet(), small_data(), replace(RECIPE, batch_size=4), device=torch.device("cpu"), progress=False)
 
 
 def test_torchrun_trains_with_two_processes_and_only_rank_0_writes(tmp_path, real_data_root):
-    """Two epochs of the fast preset: its whitening bias freezes after the first, and DDP wraps the model again."""
+    """Two epochs of the fast preset, on the CPU (gloo) also where there are GPUs."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr", "127.0.0.1",
                "--master_port", str(free_port()), "-m", "helpers.train", "--quick", "--widths", "8", "16", "32",
-               "48", "--epochs", "2", "--data", str(real_data_root), "--out", str(tmp_path)]
+               "48", "--epochs", "2", "--device", "cpu", "--data", str(real_data_root), "--out", str(tmp_path)]
     result = subprocess.run(command, env={**os.environ, **loopback_env()}, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
@@ -163,27 +181,21 @@ def test_the_timeout_comes_from_the_environment_in_seconds():
             process_group_timeout({"S7_DIST_TIMEOUT": wrong})
 
 
-def test_device_id_goes_only_to_a_torch_that_takes_it():
-    def torch_2_2_init(backend=None, init_method=None, timeout=None, world_size=-1, rank=-1, store=None,
-                       group_name="", pg_options=None):
-        """init_process_group's parameters in torch 2.2, which requirements.txt allows."""
-
-    def torch_2_3_init(backend=None, init_method=None, timeout=None, world_size=-1, rank=-1, store=None,
-                       group_name="", pg_options=None, device_id=None):
-        """... and from torch 2.3 on."""
-
-    device, timeout = torch.device("cuda", 1), timedelta(seconds=7)
-    assert init_options(timeout, device, inspect.signature(torch_2_2_init)) == {"timeout": timeout}
-    assert init_options(timeout, device, inspect.signature(torch_2_3_init)) == {"timeout": timeout,
-                                                                               "device_id": device}
+def test_more_processes_than_gpus_is_a_clear_error_not_a_crash_on_a_missing_gpu():
+    assert distributed.gpu_of_process(1, 2) == 1
+    with pytest.raises(distributed.DistributedSetupError, match="more processes on this machine than it has GPUs "
+                                                               r"\(1\): use --nproc_per_node=1 or fewer"):
+        distributed.gpu_of_process(1, 1)
 
 
-@pytest.mark.parametrize("sync_batchnorm, expected", [(False, torch.nn.BatchNorm2d),
-                                                      (True, torch.nn.SyncBatchNorm)])
-def test_batchnorm_is_synced_over_the_gpus_only_when_asked(monkeypatch, sync_batchnorm, expected):
+@pytest.mark.parametrize("sync_batchnorm, images, expected", [(False, 256, torch.nn.BatchNorm2d),
+                                                              (True, 256, torch.nn.SyncBatchNorm),
+                                                              (False, 16, torch.nn.SyncBatchNorm)])
+def test_batchnorm_is_synced_over_the_gpus_when_asked_or_when_a_slice_is_small(monkeypatch, sync_batchnorm, images,
+                                                                               expected):
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda module, device_ids: module)
-    net = distributed.distribute(S7Net(), torch.device("cuda", 0), sync_batchnorm=sync_batchnorm)
+    net = distributed.distribute(S7Net(), torch.device("cuda", 0), sync_batchnorm, images_per_process=images)
     norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     assert norms and all(type(m) is expected for m in norms)
 

@@ -22,7 +22,7 @@ def test_the_table_quotes_the_median_time_per_processor_every_precision_used_and
     records = benchmark_runs(tmp_path)
     assert sorted((r["preset"], r["seed"]) for r in records) == [("fast", 0), ("full", 0), ("full", 0), ("full", 1)]
     assert run_time_table(["fast", "full", "s7net"], records).splitlines() == [
-        "  fast: CPU: not measured; CUDA: 0.1 min for 1 epoch (H200, bf16; median of 1 run, mean test accuracy "
+        "  fast: CPU: not measured; CUDA: 6.0 s for 1 epoch (H200, bf16; median of 1 run, mean test accuracy "
         "81.00%)",
         "  full: CPU: 10.0 min for 12 epochs (AMD EPYC (family 26, model 2), bf16; median of 1 run, mean test "
         "accuracy 92.70%), 35.0 min for 12 epochs (Xeon, fp32 and bf16; median of 2 runs, mean test accuracy 92.90%); "

@@ -8,7 +8,7 @@ from helpers.checkpoints import load_resumable
 from helpers.models import S7AirNet
 from helpers.muon import Muon, is_filter_bank, orthogonalise
 from helpers.recipes import PRESETS, Recipe
-from helpers.train import build_optimizers, parameter_groups
+from helpers.optimizers import build_optimizers, parameter_groups
 from tests.conftest import TINY_AIR, train_tiny_airnet
 
 

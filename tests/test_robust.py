@@ -8,15 +8,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from helpers import cli as cli_module
+from helpers import train as cli_module
 from helpers import download as download_module
 from helpers.data import BINARY_FOLDER, PYTHON_FOLDER
-from helpers.models import S7AirNet, S7Net
+from helpers.models import S7Net
 from helpers.checkpoints import (RESUME_KEYS, CheckpointError, load_checkpoint, load_model, load_resumable,
                                  save_checkpoint)
-from helpers.cli import main
+from helpers.train import main
 from helpers.recipes import Recipe
-from helpers.train import ConfigError, NonFiniteLossError, seed_everything, train
+from helpers.recipes import ConfigError
+from helpers.training import NonFiniteLossError, seed_everything, train
 from tests.conftest import free_port, write_binary_layout
 
 TINY = ["8", "16", "32", "48"]  # S7Net widths small enough for a few CPU steps in a test
@@ -135,14 +136,6 @@ def test_an_exploding_learning_rate_stops_training(small):
     model, generator = start()
     with pytest.raises(NonFiniteLossError, match=r"at step \d+ of 12, in epoch 1"):
         train(model, small, Recipe(epochs=3, batch_size=64, lr=1e6), generator, torch.device("cpu"), progress=False)
-
-
-def test_a_run_that_stops_on_an_error_hands_back_the_whitening_bias_learning(small):
-    model = S7AirNet((8, 16, 16, 16))
-    recipe = Recipe(epochs=3, batch_size=64, lr=1e6, whitening_bias_epochs=0, precision="fp32")
-    with pytest.raises(NonFiniteLossError):
-        train(model, small, recipe, seed_everything(0), torch.device("cpu"), progress=False)
-    assert model.c1[0].bias.requires_grad  # frozen for the run only: a later run with another recipe learns it
 
 
 # --- the command line's errors: status 2 and a message, never a traceback ------------------------------------

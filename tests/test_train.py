@@ -6,10 +6,10 @@ import torch
 
 from helpers.models import S7Net
 from helpers.checkpoints import load_model, save_checkpoint
-from helpers.cli import main
+from helpers.train import main
 from helpers.evaluation import evaluate, predict
 from helpers.recipes import PRESETS, Recipe, quick_data, resolve
-from helpers.train import learning_rate, seed_everything, train
+from helpers.training import learning_rate, seed_everything, train
 
 TINY = (8, 16, 32, 48)  # S7Net widths small enough for a few CPU steps in a test
 

@@ -1,0 +1,59 @@
+"""Who trains what: Muon the convolution filter banks (when the recipe has a muon_lr), SGD everything else.
+
+Every parameter group carries "lr_scale", its peak learning rate over recipe.lr: the training loop sets each
+group's lr to the schedule's value times it, so all optimisers follow one schedule.
+"""
+import torch
+from torch import nn
+
+from .muon import Muon, is_filter_bank
+from .recipes import Recipe
+
+
+def build_optimizers(model, recipe: Recipe) -> list[torch.optim.Optimizer]:
+    """[SGD] or, with recipe.muon_lr, [SGD, Muon]."""
+    sgd = torch.optim.SGD(parameter_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
+                          nesterov=recipe.nesterov)
+    if recipe.muon_lr is None:
+        return [sgd]
+    return [sgd, Muon([dict(params=muon_banks(model, recipe), lr_scale=recipe.muon_lr / recipe.lr)],
+                      lr=recipe.muon_lr)]
+
+
+def muon_banks(model, recipe: Recipe) -> list[torch.Tensor]:
+    """The parameters Muon trains, decided in this one place: the filter banks when the recipe has a muon_lr,
+    none otherwise."""
+    return [p for p in model.parameters() if is_filter_bank(p)] if recipe.muon_lr is not None else []
+
+
+def parameter_groups(model, recipe: Recipe) -> list[dict]:
+    """The parameters SGD trains, in two groups: BatchNorm's, at bias_lr_scale times the lr, and the rest (the
+    filter banks excepted when Muon trains them).
+
+    airbench's finding: the BatchNorm shifts are few and want far larger steps than the conv weights. Their weight
+    decay is divided by the same factor, so that lr * weight_decay, the decay per step, stays that of the others.
+    """
+    norms = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+    muon = {id(p) for p in muon_banks(model, recipe)}
+    trainable = [p for p in model.parameters() if p.requires_grad and id(p) not in muon]
+    return [dict(params=[p for p in trainable if id(p) not in norms], lr_scale=1.0, weight_decay=recipe.weight_decay),
+            dict(params=[p for p in trainable if id(p) in norms], lr_scale=recipe.bias_lr_scale,
+                 weight_decay=recipe.weight_decay / recipe.bias_lr_scale)]
+
+
+def set_learning_rate(optimizers, lr: float) -> None:
+    """Every group of every optimiser at the schedule's lr times its own lr_scale."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+
+
+def optimizer_states(optimizers) -> dict:
+    """What a checkpoint keeps of the optimisers: the SGD's state as "optimizer", Muon's (if any) as "muon"."""
+    return dict(zip(("optimizer", "muon"), (optimizer.state_dict() for optimizer in optimizers)))
+
+
+def load_optimizer_states(optimizers, checkpoint: dict) -> None:
+    """The inverse of optimizer_states."""
+    for optimizer, key in zip(optimizers, ("optimizer", "muon")):
+        optimizer.load_state_dict(checkpoint[key])

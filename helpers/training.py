@@ -1,0 +1,250 @@
+"""The training loop, one for every network, preset and device: `train(model, data, recipe)`.
+
+`train` reads top to bottom as the whole story of a run: the set-up, then for every batch the learning rate, the
+forward pass, the backward pass and the optimiser steps, then each epoch's record, evaluation and checkpoint. The
+helpers below it each do one thing it calls from one place: the schedule, the epoch's record, what a checkpoint
+keeps to resume, and the choice of precision. The command line is helpers.train; the recipes, helpers.recipes.
+"""
+import copy
+import statistics
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .checkpoints import save_checkpoint
+from .data import CIFAR10, train_batches
+from .device import pick_device, processor_name
+from .distributed import all_reduce_sum, distribute, is_main_process, loss_weight, process_share, world_size
+from .evaluation import evaluate
+from .optimizers import build_optimizers, load_optimizer_states, optimizer_states, set_learning_rate
+from .precision import (CPU_CANDIDATES, autocast, device_reason, fastest, fixed_choice, grad_scaler, remember,
+                        remembered)
+from .recipes import ConfigError, Recipe, recipe_from_dict
+
+PROBE_ROUNDS, PROBE_STEPS = 3, 2  # auto on a CPU: rounds of training steps per precision, interleaved, after one
+#                                   untimed round that selects the kernels and allocates the memory
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite: training stops, and that epoch is never saved."""
+
+    def __init__(self, step: int, total_steps: int, epoch: int, checkpoint_path=None):
+        kept = (f" {checkpoint_path} still holds the last good epoch." if checkpoint_path is not None
+                and Path(checkpoint_path).exists() else "")
+        super().__init__(f"the loss is not finite (NaN or infinity) at step {step} of {total_steps}, in epoch "
+                         f"{epoch}: training stopped.{kept} Lower the learning rate or check the data.")
+        self.step, self.epoch = step, epoch
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (model init) and return the generator that orders and augments the batches."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Generator = None, device=None, *,
+          progress: bool = True, evaluate_each_epoch: bool = True, checkpoint_path=None, resume_from: dict = None,
+          stop_after_epoch: int = None, config: dict = None) -> list[dict]:
+    """Train `model` (a helpers.models.Network) on data.train_*; return the history, one dict per epoch.
+
+    Each entry has epoch, loss, train_acc, test_acc (plain, no TTA; None when not evaluated), lr (the schedule's
+    peak), seconds (the epoch's training time, evaluation excluded), precision (the one "auto" chose, or the
+    recipe's), and step_loss and step_acc, each step's loss and training accuracy: the curves of a one-epoch run.
+
+    checkpoint_path: where to write the state to resume from at the end of every epoch (see load_resumable),
+    with `config` (plain values the caller needs to rebuild the run, such as the seed) stored as given.
+    resume_from: such a loaded state; training goes on after its epoch exactly as if never interrupted.
+    stop_after_epoch: return after this epoch, the schedule still spanning recipe.epochs, to resume later.
+    A non-finite loss raises NonFiniteLossError at the end of its epoch, before anything of it is written.
+    Under torchrun (see helpers.distributed) each process trains on its own slice of every batch.
+    """
+    device, generator = device or pick_device(), generator or torch.Generator().manual_seed(0)
+    data, share = data.to(device), batch_share(recipe, len(data.train_images))
+    if resume_from is None:
+        model.init_from_data(data.train_images)  # S7AirNet sets its whitening from the data; most networks nothing
+    model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every batch has the same shape: cuDNN times its kernels once, then reuses
+    recipe = with_precision(recipe, model, device, resume_from, report=print if progress and is_main_process() else None)
+    optimizers, scaler = build_optimizers(model, recipe), grad_scaler(device, recipe.precision)
+    done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe, len(data.train_images)) \
+        if resume_from else (0, 0, [])
+    net = distribute(model, device, recipe.sync_batchnorm, share.stop - share.start)
+    steps_per_epoch = len(data.train_images) // recipe.batch_size
+    total_steps, weight = recipe.epochs * steps_per_epoch, loss_weight(share, recipe.batch_size)
+    for epoch in range(done + 1, min(recipe.epochs, stop_after_epoch or recipe.epochs) + 1):
+        net.train()
+        start, losses, correct = time.perf_counter(), [], []
+        batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator, recipe.translate,
+                                recipe.flip, recipe.channels_last, share,
+                                alternate_flip_epoch=epoch if recipe.alternate_flip else None)
+        for x, y in progress_bar(batches, steps_per_epoch, epoch, progress):
+            set_learning_rate(optimizers, learning_rate(step, total_steps, recipe))
+            with autocast(device, recipe.precision):
+                logits = net(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) * weight
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            for optimizer in optimizers:
+                scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            losses.append(loss.detach())  # kept on the device: a .item() per step would make a GPU wait for each
+            correct.append((logits.argmax(1) == y).sum())
+        history.append(epoch_record(epoch, losses, correct, start, step, total_steps, recipe, checkpoint_path))
+        if evaluate_each_epoch:
+            history[-1]["test_acc"] = evaluate(model, data.test_images, data.test_labels)
+        if checkpoint_path is not None and is_main_process():
+            save_checkpoint(model, checkpoint_path, **resumable_state(optimizers, scaler, generator, recipe, history,
+                                                                      step, len(data.train_images), config))
+        if progress and is_main_process():
+            print(format_epoch(history[-1]), flush=True)
+    return history
+
+
+def batch_share(recipe: Recipe, n_images: int) -> slice:
+    """This process's slice of every batch; ConfigError for a batch larger than the data or the processes'."""
+    if n_images < recipe.batch_size:
+        raise ConfigError(f"batch size {recipe.batch_size} is larger than the {n_images} training images: lower it "
+                          f"or use more data")
+    return process_share(recipe.batch_size)
+
+
+def learning_rate(step: int, total_steps: int, recipe: Recipe) -> float:
+    """Triangular: a linear warm-up to recipe.lr over the first `warmup` fraction of steps, then a linear decay to
+    zero. Constant: recipe.lr throughout, as the PyTorch tutorial trains."""
+    if recipe.schedule == "constant":
+        return recipe.lr
+    peak = max(1, round(recipe.warmup * total_steps))
+    if step < peak:
+        return recipe.lr * (step + 1) / peak
+    return recipe.lr * max(0.0, (total_steps - step) / max(1, total_steps - peak))
+
+
+def progress_bar(batches, steps: int, epoch: int, progress: bool):
+    """A bar for a person at a terminal only: in a notebook or a log file it leaves hundreds of fragments, and the
+    line printed per epoch says what matters. A few updates per epoch are enough."""
+    return tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False, mininterval=5,
+                disable=not (progress and is_main_process() and sys.stderr.isatty()))
+
+
+def epoch_record(epoch: int, losses, correct, start: float, step: int, total_steps: int, recipe: Recipe,
+                 checkpoint_path) -> dict:
+    """The history entry of an epoch from its steps' losses and right answers, summed over the processes; the
+    clock stops after that sum has waited for the device. NonFiniteLossError if any loss is not finite."""
+    losses = all_reduce_sum(torch.stack(losses).float()) / world_size()  # each step's loss on the whole batch
+    right = all_reduce_sum(torch.stack(correct)).tolist()  # whole numbers: no float64 on the device (MPS has none)
+    seconds = time.perf_counter() - start
+    if not losses.isfinite().all():
+        first_bad = step - len(right) + (~losses.isfinite()).nonzero()[0].item() + 1
+        raise NonFiniteLossError(first_bad, total_steps, epoch, checkpoint_path)
+    step_acc = [100 * n / recipe.batch_size for n in right]
+    return {"epoch": epoch, "loss": losses.mean().item(), "train_acc": sum(step_acc) / len(step_acc),
+            "test_acc": None, "lr": recipe.lr, "seconds": seconds, "precision": recipe.precision,
+            "step_loss": losses.tolist(), "step_acc": step_acc}
+
+
+def format_epoch(entry: dict) -> str:
+    test = "-" if entry["test_acc"] is None else f"{entry['test_acc']:.2f}%"
+    return (f"epoch {entry['epoch']:2d}  loss {entry['loss']:.3f}  train {entry['train_acc']:.2f}%  "
+            f"test {test}  peak lr {entry['lr']:g}  {entry['seconds']:.1f} s")
+
+
+def resumable_state(optimizers, scaler, generator, recipe: Recipe, history, step: int, train_images: int,
+                    config: dict = None) -> dict:
+    """Everything besides the weights that a run needs to go on exactly where it stopped (see restore)."""
+    return dict(**optimizer_states(optimizers), scaler=scaler.state_dict(), epoch=history[-1]["epoch"], step=step,
+                history=history, torch_rng=torch.get_rng_state(), generator=generator.get_state(),
+                recipe=asdict(recipe), train_images=train_images, config=config or {})
+
+
+def restore(checkpoint: dict, model, optimizers, scaler, generator, recipe: Recipe, train_images: int):
+    """Put back the weights, optimisers, loss scale and random generators of a checkpoint; return its (epoch, step,
+    history). The recipe must be the checkpoint's own, its precision excepted: a run may go on in another one."""
+    saved = recipe_from_dict(checkpoint["recipe"])
+    if replace(saved, precision=recipe.precision) != recipe:
+        raise ConfigError(f"the checkpoint was trained with {saved}, not {recipe}: resume with its own recipe")
+    if checkpoint["train_images"] != train_images:
+        raise ConfigError(f"the checkpoint was trained on {checkpoint['train_images']} images, not "
+                          f"{train_images}: resume on the same data")
+    model.load_state_dict(checkpoint["state_dict"])
+    load_optimizer_states(optimizers, checkpoint)
+    if checkpoint.get("scaler") and recipe.precision == "fp16":  # only an fp16 run's scaler has a state to go on with
+        scaler.load_state_dict(checkpoint["scaler"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    generator.set_state(checkpoint["generator"])
+    return checkpoint["epoch"], checkpoint["step"], list(checkpoint["history"])
+
+
+def with_precision(recipe: Recipe, model, device, resume_from=None, report=None) -> Recipe:
+    """The recipe with "auto" replaced by the precision to train in; ConfigError for one the device lacks.
+
+    A resumed run keeps the precision it began with, unless the recipe names another (a run moved to another
+    GPU). On a GPU "auto" follows its capability; on a CPU it is measured once per processor and network
+    (measured_precision) and remembered, so that the same command gives the same model on the same machine.
+    """
+    if recipe.precision == "auto" and resume_from is not None:
+        return replace(recipe, precision=recipe_from_dict(resume_from["recipe"]).precision)
+    if recipe.precision != "auto":
+        reason = device_reason(device, recipe.precision)
+        if reason:
+            raise ConfigError(reason)
+        return recipe
+    choice = fixed_choice(device)
+    if choice is None:
+        choice, message = measured_precision(model, recipe, device)
+    else:
+        message = f"on {device.type}"
+    if report:
+        report(f"precision auto: {choice} ({message})")
+    return replace(recipe, precision=choice)
+
+
+def measured_precision(model, recipe: Recipe, device) -> tuple[str, str]:
+    """(the precision, a line saying how it was chosen) for a CPU: remembered for this processor, torch, network
+    and batch, or measured and remembered now. Under torchrun every process measures and the rates are summed,
+    so that all make the same choice."""
+    batch = recipe.batch_size // world_size()
+    key = (f"{processor_name(device)} | torch {torch.__version__} | {type(model).__name__} {model.model_kwargs} | "
+           f"batch {batch} | {'channels-last' if recipe.channels_last else 'NCHW'}")
+    pin = "; pin it with --precision (Recipe.precision) where results must not depend on the machine"
+    known = remembered(key) if world_size() == 1 else None
+    if known and known.get("choice") in CPU_CANDIDATES:
+        return known["choice"], f"measured on this processor before: {rates_text(known['rates'])}{pin}"
+    rates = {p: all_reduce_sum(torch.tensor(rate)).item() for p, rate in step_rates(model, recipe, device).items()}
+    choice = fastest(rates)
+    if is_main_process():
+        remember(key, {"choice": choice, "rates": rates})
+    return choice, (f"{rates_text(rates)}: medians of {PROBE_ROUNDS} interleaved rounds of {PROBE_STEPS} steps at "
+                    f"batch {batch}; bf16 only when clearly faster{pin}")
+
+
+def rates_text(rates: dict) -> str:
+    return ", ".join(f"{p} {rate:,.0f} img/s" for p, rate in rates.items())
+
+
+def step_rates(model, recipe: Recipe, device) -> dict[str, float]:
+    """Training images per second of each CPU candidate precision: train() itself on copies of the model and on
+    made-up images, in interleaved rounds (fp32, bf16, fp32, bf16, ...) so that a busy moment of the machine
+    slows both alike, medians over the rounds. The run's model and random state stay untouched."""
+    make = torch.Generator().manual_seed(0)
+    n = recipe.batch_size * PROBE_STEPS
+    made_up = CIFAR10(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=make),
+                      torch.randint(0, 10, (n,), generator=make), torch.zeros(1, 3, 32, 32, dtype=torch.uint8),
+                      torch.zeros(1, dtype=torch.int64))
+    rates = {p: [] for p in CPU_CANDIDATES}
+    with torch.random.fork_rng(devices=[]):
+        for round_ in range(PROBE_ROUNDS + 1):
+            for precision in CPU_CANDIDATES:
+                probe = replace(recipe, precision=precision, epochs=1, lr=1e-3)
+                seconds = train(copy.deepcopy(model), made_up, probe, torch.Generator().manual_seed(0), device,
+                                progress=False, evaluate_each_epoch=False)[0]["seconds"]
+                if round_:
+                    rates[precision].append(n / seconds)
+    return {p: statistics.median(r) for p, r in rates.items()}
