@@ -1,0 +1,101 @@
+"""The house rules that drifted before, checked: the README's figures come from the committed records, every record
+is explained in benchmarks/RESULTS.md, no measured figure hides in a code comment, no import circle, modules of one
+sitting's length, and one training step readable in one place."""
+import ast
+import inspect
+import io
+import json
+import re
+import tokenize
+from pathlib import Path
+
+import pytest
+
+from helpers import training
+from helpers.measured import duration_text, summary_line
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RECORDS = ROOT / "benchmarks" / "results"
+HELPERS = sorted((ROOT / "helpers").glob("*.py"))
+
+
+def readme_rows() -> list[list[str]]:
+    """The cells of the README's results rows: the table rows that name a record file."""
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in README.read_text().splitlines()
+            if line.startswith("|") and "benchmarks/results/" in line]
+
+
+def test_the_readme_is_short():
+    assert README.stat().st_size <= 15_000
+
+
+def test_every_preset_row_of_the_readme_quotes_its_record():
+    rows = readme_rows()
+    assert {row[0].strip("`") for row in rows} >= {"fast", "full"}
+    for row in rows:
+        record = ROOT / re.search(r"`(benchmarks/results/[\w./-]+\.jsonl)`", row[-1]).group(1)
+        summary = summary_line(record)
+        runs = [r for r in map(json.loads, record.read_text().splitlines()) if "seed" in r]
+        assert f"{summary['mean_test_acc_plain']:.2f}%" in row[5], row
+        assert f"{summary['mean_test_acc']:.2f}%" in row[6], row
+        assert duration_text(summary["median_train_seconds"]) == row[7], row
+        assert f"{len(runs)} seed" in row[-1] and str(runs[0]["epochs"]) == row[4], row
+        assert f"{runs[0]['params']:,}" == row[2] and runs[0]["precision"] in row[8], row
+
+
+def test_every_record_file_is_explained_in_the_record_document():
+    text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    missing = [str(p.relative_to(RECORDS.parent)) for p in sorted(RECORDS.rglob("*.jsonl"))
+               if str(p.relative_to(RECORDS.parent)) not in text]
+    assert not missing, f"not named in benchmarks/RESULTS.md: {missing}"
+
+
+def comments_and_docstrings(path: Path) -> list[str]:
+    source = path.read_text()
+    comments = [t.string for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT]
+    nodes = [n for n in ast.walk(ast.parse(source))
+             if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    return comments + [doc for doc in map(ast.get_docstring, nodes) if doc]
+
+
+@pytest.mark.parametrize("path", HELPERS, ids=lambda p: p.name)
+def test_no_measured_percentage_in_a_comment_or_docstring(path):
+    """Measurements go stale in code: they belong in the records."""
+    found = [m.group(0) for text in comments_and_docstrings(path) for m in re.finditer(r"\d+\.\d+%", text)]
+    assert not found, f"{path.name}: {found}"
+
+
+def helpers_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names.add(node.module.split(".")[0] if node.module else "")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("helpers."):
+            names.add(node.module.split(".")[1])
+    return names - {""}
+
+
+def test_no_two_helpers_modules_import_each_other_directly_or_in_a_loop():
+    graph = {p.stem: helpers_imports(p) for p in HELPERS}
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph.get(start, ()))
+
+    circles = [module for module in graph if reaches(module, module)]
+    assert not circles, f"modules in an import circle: {circles}"
+
+
+@pytest.mark.parametrize("path", HELPERS, ids=lambda p: p.name)
+def test_modules_stay_readable_in_one_sitting(path):
+    assert len(path.read_text().splitlines()) <= 300, path.name
+
+
+def test_the_training_step_reads_top_to_bottom_in_one_function():
+    source = inspect.getsource(training.train)
+    body = ast.parse(source).body[0].body[1:]  # after the docstring
+    lines = source.splitlines()[body[0].lineno - 1:]
+    assert len(lines) <= 60 and "hasattr" not in source
+    for step in ("learning_rate(", "net(x)", ".backward()", "scaler.step(", "evaluate(", "save_checkpoint("):
+        assert step in source, step
