@@ -11,13 +11,18 @@ from .recipes import Recipe
 
 
 def build_optimizers(model, recipe: Recipe) -> list[torch.optim.Optimizer]:
-    """[SGD] or, with recipe.muon_lr, [SGD, Muon]."""
+    """[SGD] or, with recipe.muon_lr, [SGD, Muon], for a recipe whose precision is decided.
+
+    In fp16 both take the gradient scaler's inf check themselves (the fused SGD, and Muon), so a step needs no
+    host sync: GradScaler.step would otherwise read each optimiser's inf flag back to the host.
+    """
+    fp16 = recipe.precision == "fp16"
     sgd = torch.optim.SGD(parameter_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
-                          nesterov=recipe.nesterov)
+                          nesterov=recipe.nesterov, fused=fp16 or None)
     if recipe.muon_lr is None:
         return [sgd]
     return [sgd, Muon([dict(params=muon_banks(model, recipe), lr_scale=recipe.muon_lr / recipe.lr)],
-                      lr=recipe.muon_lr)]
+                      lr=recipe.muon_lr, precision=recipe.precision)]
 
 
 def muon_banks(model, recipe: Recipe) -> list[torch.Tensor]:
@@ -54,6 +59,10 @@ def optimizer_states(optimizers) -> dict:
 
 
 def load_optimizer_states(optimizers, checkpoint: dict) -> None:
-    """The inverse of optimizer_states."""
+    """The inverse of optimizer_states. How the optimisers compute (a fused SGD in fp16) stays as they were built
+    for this run, which may go on in another precision than the checkpoint's."""
     for optimizer, key in zip(optimizers, ("optimizer", "muon")):
+        built = [{k: group[k] for k in ("fused", "foreach") if k in group} for group in optimizer.param_groups]
         optimizer.load_state_dict(checkpoint[key])
+        for group, flags in zip(optimizer.param_groups, built):
+            group.update(flags)

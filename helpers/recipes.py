@@ -38,6 +38,7 @@ class Recipe:
     precision: str = "auto"      # bf16 | fp16 | fp32 autocast, or "auto": chosen per device (helpers.precision)
     channels_last: bool = True   # NHWC memory layout, the one oneDNN and cuDNN convolutions prefer
     sync_batchnorm: bool = False  # under torchrun on GPUs: BatchNorm statistics of the global batch (see distribute)
+    compile: bool = False        # torch.compile the network: fused kernels, fewer launches; a compile first
     tta: str = "flip"            # test-time augmentation (helpers.evaluation): none, flip, or flip-translate
 
     def __post_init__(self):

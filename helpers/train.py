@@ -9,7 +9,7 @@ import argparse
 import inspect
 import json
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -72,6 +72,9 @@ def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False
     parser.add_argument("--seed", *(["--seeds"] if several_seeds else []), type=seed_value,
                         nargs="+" if several_seeds else None,
                         help="random seed" + ("s, one run each" if several_seeds else "") + " (default 0)")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="torch.compile the network (worth it on a GPU, where eager steps wait on kernel launches; "
+                             "the compile takes a minute first)")
     parser.add_argument("--quick", action="store_true", default=None,
                         help="smoke run: 2,048 training images, one epoch at batch 256 (the preset's if smaller) "
                              "unless overridden")
@@ -81,7 +84,7 @@ def resolve_options(args) -> tuple[str, Preset, dict]:
     """(preset name, the preset as it will run, model kwargs) from the shared options."""
     name = args.preset or DEFAULT_PRESET
     preset = resolve(name, quick=bool(args.quick), epochs=args.epochs, batch_size=args.batch_size,
-                     precision=args.precision, sync_batchnorm=getattr(args, "sync_batchnorm", None))
+                     precision=args.precision, compile=args.compile, sync_batchnorm=getattr(args, "sync_batchnorm", None))
     return name, preset, {**preset.model_kwargs, **({"widths": args.widths} if args.widths else {})}
 
 
@@ -95,7 +98,8 @@ class Interrupted(Exception):
 
 
 # What --resume takes from the checkpoint instead of the command line.
-RUN_OPTIONS = ("preset", "epochs", "batch_size", "widths", "precision", "sync_batchnorm", "seed", "quick")
+RUN_OPTIONS = ("preset", "epochs", "batch_size", "widths", "precision", "compile", "sync_batchnorm", "seed", "quick")
+RESUME_MAY_CHANGE = ("precision", "compile")  # how the rest of a run is computed, not what it computes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +127,8 @@ def main(argv=None):
     """`python -m helpers.train`: train, evaluate, save; return the final test accuracy (None when stopped)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    given = [f"--{name.replace('_', '-')}" for name in RUN_OPTIONS if getattr(args, name) is not None]
+    given = [f"--{name.replace('_', '-')}" for name in RUN_OPTIONS
+             if getattr(args, name) is not None and name not in RESUME_MAY_CHANGE]
     if args.resume and (given or args.overwrite):
         parser.error(f"--resume continues a run with its own settings: drop {', '.join(given or ['--overwrite'])}")
     try:
@@ -141,7 +146,7 @@ def run(args, device):
     """Train, evaluate and save as the parsed command line says."""
     if args.resume:
         checkpoint = load_resumable(args.resume)
-        recipe, model_kwargs = recipe_from_dict(checkpoint["recipe"]), checkpoint["model_kwargs"]
+        recipe, model_kwargs = resumed_recipe(checkpoint, args), checkpoint["model_kwargs"]
         architecture, config = checkpoint["architecture"], {"seed": 0, "quick": False, **checkpoint["config"]}
         out = Path(args.resume).parent
     else:
@@ -180,6 +185,18 @@ def run(args, device):
                                                       **config, "history": history, "test_acc": test_acc}, indent=1))
         report(f"final test accuracy: {test_acc:.2f}% (TTA: {recipe.tta}); saved {saved}")
     return test_acc
+
+
+def resumed_recipe(checkpoint: dict, args):
+    """The checkpoint's recipe, with the precision and compilation the command line asks for, if it asks: a run
+    split across machines (Colab sessions change GPU) may go on in another precision. Said in one line, as the
+    result then no longer equals an uninterrupted run's bit for bit."""
+    saved = recipe_from_dict(checkpoint["recipe"])
+    recipe = replace(saved, **{k: getattr(args, k) for k in RESUME_MAY_CHANGE if getattr(args, k) is not None})
+    if recipe.precision not in ("auto", saved.precision) and is_main_process():
+        print(f"resuming in {recipe.precision}, not {saved.precision} as the run began: the remaining epochs round "
+              f"differently, so the result will not equal an uninterrupted run's bit for bit")
+    return recipe
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:

@@ -75,6 +75,7 @@ def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Gene
     done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe, len(data.train_images)) \
         if resume_from else (0, 0, [])
     net = distribute(model, device, recipe.sync_batchnorm, share.stop - share.start)
+    net = torch.compile(net) if recipe.compile else net
     steps_per_epoch = len(data.train_images) // recipe.batch_size
     total_steps, weight = recipe.epochs * steps_per_epoch, loss_weight(share, recipe.batch_size)
     for epoch in range(done + 1, min(recipe.epochs, stop_after_epoch or recipe.epochs) + 1):
@@ -166,9 +167,10 @@ def resumable_state(optimizers, scaler, generator, recipe: Recipe, history, step
 
 def restore(checkpoint: dict, model, optimizers, scaler, generator, recipe: Recipe, train_images: int):
     """Put back the weights, optimisers, loss scale and random generators of a checkpoint; return its (epoch, step,
-    history). The recipe must be the checkpoint's own, its precision excepted: a run may go on in another one."""
+    history). The recipe must be the checkpoint's own, how it computes excepted: a run may go on in another
+    precision, compiled or not."""
     saved = recipe_from_dict(checkpoint["recipe"])
-    if replace(saved, precision=recipe.precision) != recipe:
+    if replace(saved, precision=recipe.precision, compile=recipe.compile) != recipe:
         raise ConfigError(f"the checkpoint was trained with {saved}, not {recipe}: resume with its own recipe")
     if checkpoint["train_images"] != train_images:
         raise ConfigError(f"the checkpoint was trained on {checkpoint['train_images']} images, not "
@@ -194,7 +196,8 @@ def with_precision(recipe: Recipe, model, device, resume_from=None, report=None)
     if recipe.precision != "auto":
         reason = device_reason(device, recipe.precision)
         if reason:
-            raise ConfigError(reason)
+            raise ConfigError(reason + (" (a resumed run may go on in another precision: --precision)"
+                                        if resume_from is not None else ""))
         return recipe
     choice = fixed_choice(device)
     if choice is None:

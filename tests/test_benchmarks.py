@@ -28,7 +28,7 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
                                                                           architecture, params):
     seeds, save = ("--seeds", "--save") if preset == "s7net" else ("--seed", "--out")  # the contract's names too
     out = run_script("benchmarks/time_to_accuracy.py", "--preset", preset, "--quick", "--epochs", "2",
-                     seeds, "0", "1", "--data", real_data_root, save, tmp_path)
+                     seeds, "0", "1", "--device", "cpu", "--data", real_data_root, save, tmp_path)
     records = [json.loads(line) for line in out.splitlines()]
     runs, summary = records[:-1], records[-1]
     assert [r["seed"] for r in runs] == [0, 1]

@@ -160,5 +160,5 @@ def test_checkpoints_move_the_optimizer_state_to_the_cpu(tmp_path):
 
 
 def test_sync_batchnorm_without_a_gpu_is_one_error(small, tmp_path, capsys):
-    err = exits_with(["--sync-batchnorm", *TINY, "--epochs", "1", "--out", str(tmp_path)], capsys)
+    err = exits_with(["--sync-batchnorm", *TINY, "--epochs", "1", "--device", "cpu", "--out", str(tmp_path)], capsys)
     assert "SyncBatchNorm needs GPUs" in err

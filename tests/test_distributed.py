@@ -138,7 +138,7 @@ import sys, torch
 from helpers.distributed import all_reduce_sum, distributed_session
 print("imported", flush=True)
 sys.stdin.readline()
-with distributed_session():
+with distributed_session("cpu"):
     print("joined", flush=True)
     while True:
         all_reduce_sum(torch.ones(1))

@@ -6,7 +6,7 @@ import torch
 
 from helpers.checkpoints import load_resumable
 from helpers.models import S7AirNet
-from helpers.muon import Muon, is_filter_bank, orthogonalise
+from helpers.muon import Muon, is_filter_bank, newton_schulz_flops, orthogonalise
 from helpers.recipes import PRESETS, Recipe
 from helpers.optimizers import build_optimizers, parameter_groups
 from tests.conftest import TINY_AIR, train_tiny_airnet
@@ -74,3 +74,51 @@ def test_training_with_muon_learns_and_resumes_the_same(tmp_path, real_data):
     assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))
     bank = whole.c3[2].weight
     assert bank.norm().item() == pytest.approx(len(bank) ** 0.5, rel=0.2)  # held near norm sqrt(out) throughout
+
+
+def test_banks_of_one_shape_are_orthogonalised_together_as_each_would_be_alone():
+    g = torch.randn(3, 24, 216, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(orthogonalise(g), torch.stack([orthogonalise(m) for m in g]), atol=1e-6)
+    banks = [torch.nn.Parameter(torch.randn(24, 24, 3, 3, generator=torch.Generator().manual_seed(i))) for i in (3, 4)]
+    alone = [torch.nn.Parameter(bank.detach().clone()) for bank in banks]
+    for params in (banks, alone):
+        for i, p in enumerate(params):
+            p.grad = torch.randn(24, 24, 3, 3, generator=torch.Generator().manual_seed(10 + i))
+    Muon(banks, lr=0.1).step()
+    for p in alone:
+        Muon([p], lr=0.1).step()
+    for together, separately in zip(banks, alone):
+        assert torch.allclose(together, separately, atol=1e-6)
+
+
+def test_a_bf16_run_orthogonalises_in_bf16_and_the_others_in_fp32():
+    assert Muon([torch.nn.Parameter(torch.zeros(4, 4, 3, 3))], lr=0.1, precision="bf16").dtype == torch.bfloat16
+    assert Muon([torch.nn.Parameter(torch.zeros(4, 4, 3, 3))], lr=0.1, precision="fp16").dtype == torch.float32
+    g = torch.randn(64, 576, generator=torch.Generator().manual_seed(0))
+    singular = torch.linalg.svdvals(orthogonalise(g, dtype=torch.bfloat16).float())
+    assert 0.5 < singular.min() and singular.max() < 1.6  # the same evening-out, at bf16's precision
+
+
+def test_under_fp16s_scaler_muon_unscales_and_skips_a_step_with_an_infinite_gradient():
+    def bank():
+        p = torch.nn.Parameter(torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(0)))
+        p.grad = torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(1))
+        return p
+
+    plain, scaled, skipped = bank(), bank(), bank()
+    Muon([plain], lr=0.1).step()
+    for p, found_inf in ((scaled, 0.0), (skipped, 1.0)):
+        optimizer = Muon([p], lr=0.1)
+        p.grad *= 1024  # what the scaler's loss scale does to the gradient
+        optimizer.grad_scale, optimizer.found_inf = torch.tensor(1024.0), torch.tensor(found_inf)
+        before = p.detach().clone()
+        optimizer.step()
+    assert torch.allclose(scaled, plain, atol=1e-6)  # unscaled, then the same step
+    assert torch.equal(skipped, before) and not optimizer.state[skipped]["momentum_buffer"].any()  # no step at all
+
+
+def test_the_orthogonalisation_is_counted_in_flops():
+    # C1's bank of the fast preset, 24 x (24 * 3 * 3): three iterations of a 24 x 24 Gram matrix, its square and
+    # the product with the 24 x 216 bank.
+    assert newton_schulz_flops(torch.Size([24, 24, 3, 3])) == 3 * (2 * 24 * 24 * 216 + 2 * 24 ** 3 + 2 * 24 * 24 * 216)
+    assert newton_schulz_flops(torch.Size([256, 128, 1, 1])) == 3 * (4 * 128 * 128 * 256 + 2 * 128 ** 3)

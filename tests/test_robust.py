@@ -72,21 +72,37 @@ def test_resuming_with_another_recipe_is_refused(small, tmp_path):
 
 def test_command_line_resumes_to_exactly_the_weights_of_an_uninterrupted_run(small, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli_module, "load_cifar10", lambda root: small)
-    run = ["--epochs", "2", "--batch-size", "64", "--widths", *TINY, "--seed", "1", "--precision", "fp32"]
+    # On the CPU, where training is bit-exact (cuDNN's is not), also on a machine with a GPU.
+    run = ["--epochs", "2", "--batch-size", "64", "--widths", *TINY, "--seed", "1", "--precision", "fp32", "--device",
+           "cpu"]
     assert main([*run, "--stop-after-epoch", "1", "--out", str(tmp_path / "a")]) is None
     assert f"stopped after epoch 1 of 2; go on with: python -m helpers.train --resume {tmp_path / 'a' / 'last.pt'}" \
         in capsys.readouterr().out
     assert not (tmp_path / "a" / "s7airnet.pt").exists()
     first_epoch = load_resumable(tmp_path / "a" / "last.pt")["history"]
-    main(["--resume", str(tmp_path / "a" / "last.pt")])
+    main(["--resume", str(tmp_path / "a" / "last.pt"), "--device", "cpu"])
     out = capsys.readouterr().out
     assert "epoch  2 " in out and "epoch  1 " not in out  # it went on, it did not start again
+    assert "resuming in" not in out  # in its own precision
     main([*run, "--out", str(tmp_path / "b")])
     resumed, whole = (load_checkpoint(tmp_path / folder / "s7airnet.pt")["state_dict"] for folder in "ab")
     for name, weight in whole.items():
         assert torch.equal(resumed[name], weight), name
     record = json.loads((tmp_path / "a" / "history.json").read_text())
     assert record["history"][:1] == first_epoch and len(record["history"]) == 2 and record["seed"] == 1
+
+
+def test_a_run_may_go_on_in_another_precision_and_says_what_that_changes(small, tmp_path, monkeypatch, capsys):
+    """A run split across Colab sessions may land on a GPU without bf16: it goes on in the precision asked for."""
+    monkeypatch.setattr(cli_module, "load_cifar10", lambda root: small)
+    run = ["--epochs", "2", "--batch-size", "64", "--widths", *TINY, "--device", "cpu"]
+    main([*run, "--precision", "bf16", "--stop-after-epoch", "1", "--out", str(tmp_path)])
+    main(["--resume", str(tmp_path / "last.pt"), "--precision", "fp16", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "resuming in fp16, not bf16 as the run began" in out and "will not equal an uninterrupted run's" in out
+    history = json.loads((tmp_path / "history.json").read_text())["history"]
+    assert [h["precision"] for h in history] == ["bf16", "fp16"]
+    assert load_resumable(tmp_path / "last.pt")["recipe"]["precision"] == "fp16"
 
 
 def saved_bytes(obj) -> bytes:
