@@ -5,20 +5,22 @@ a summary line.
                                           [--out DIR] [--quick]
 
 The options are those of `python -m helpers.train` (helpers/train.py), with --seed (or --seeds) taking several seeds.
-train_seconds is the training wall time (data already in memory, test evaluations not counted), first epoch
-included; warmup_seconds estimates what the first epoch cost beyond the others (kernel selection, allocation).
-test_acc is the recipe's own evaluation (flip TTA when the recipe says so), test_acc_plain is without TTA.
-Against the machine (DESIGN.md): peak_gflops is the best of fp32 and bf16 2048x2048 matmuls, probed just before
-and just after each run (peak_probes), the higher counting: one probe is a burst of a second or two, which a slow
-moment of a shared machine can pull down, and a low peak would flatter the run; train_tflop = 2 x 3 x forward
-multiply-adds per image x images trained; efficiency = train_tflop / train_seconds / peak; peak_tflop_s = train_seconds x peak / 1000, the compute the machine offered meanwhile.
+train_seconds is the training wall time (data already in memory, test evaluations not counted); warmup_seconds is
+the untimed run of a few steps before it (kernel selection, allocation, the precision decided), never counted.
+test_acc is the recipe's own evaluation (its TTA), test_acc_plain is without TTA. Against the machine
+(benchmarks/RESULTS.md explains each field): peak_gflops is the best of fp32 and bf16 matmuls (2048^3 on a CPU,
+8192^3 timed with CUDA events on a GPU), probed just before and just after each run (peak_probes), the higher
+counting: one probe is a short burst, which a slow moment of a shared machine can pull down, and a low peak would
+flatter the run; train_tflop = 2 x 3 x forward multiply-adds per image x images trained, plus muon_tflop, Muon's
+orthogonalisation; efficiency = train_tflop / train_seconds / peak; peak_tflop_s = train_seconds x peak / 1000,
+the compute the machine offered meanwhile.
 """
 import argparse
 import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -30,30 +32,62 @@ from helpers.data import load_cifar10  # noqa: E402
 from helpers.device import keep_freed_memory, pick_device, processor_name, synchronize  # noqa: E402
 from helpers.evaluation import evaluate  # noqa: E402
 from helpers.models import build_model, count_parameters  # noqa: E402
-from helpers.recipes import quick_data  # noqa: E402
+from helpers.muon import newton_schulz_flops  # noqa: E402
+from helpers.optimizers import muon_banks  # noqa: E402
+from helpers.recipes import ConfigError, Recipe, quick_data  # noqa: E402
 from helpers.train import USER_ERRORS, add_run_options, fail, resolve_options  # noqa: E402
 from helpers.training import seed_everything, train  # noqa: E402
 from helpers.zoo import count_macs  # noqa: E402
 
 
-def peak_gflops(device, size: int = 2048, repeats: int = 5) -> float:
+WARMUP_STEPS = 5  # an untimed run of this many steps first: kernels chosen (cuDNN's benchmark), memory allocated
+GPU_MATMUL_SIZE = 8192  # a GPU does a 2048^3 matmul in microseconds: launch and sync would be timed, not the math
+
+
+def peak_gflops(device, repeats: int = 5) -> float:
     """The machine's own limit: the best of fp32 and bf16 dense matmul, median of `repeats`, in GFLOP/s."""
+    size = GPU_MATMUL_SIZE if device.type == "cuda" else 2048
     best = 0.0
     for dtype in (torch.float32, torch.bfloat16):
         a, b = (torch.randn(size, size, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
         a @ b  # warm-up
-        times = []
-        for _ in range(repeats):
-            synchronize(device)
-            start = time.perf_counter()
-            a @ b
-            synchronize(device)
-            times.append(time.perf_counter() - start)
-        best = max(best, 2 * size**3 / statistics.median(times) / 1e9)
+        seconds = statistics.median(seconds_of(lambda: a @ b, device) for _ in range(repeats))
+        best = max(best, 2 * size**3 / seconds / 1e9)
     return best
 
 
+def seconds_of(work, device, times: int = 10) -> float:
+    """Seconds one call of work() takes: timed with CUDA events over `times` calls on a GPU, by the clock once
+    elsewhere (a CPU's matmul of 2048^3 takes tens of milliseconds)."""
+    if device.type != "cuda":
+        synchronize(device)
+        start = time.perf_counter()
+        work()
+        synchronize(device)
+        return time.perf_counter() - start
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(times):
+        work()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1000 / times
+
+
+def warm_up(data, preset, model_kwargs, device) -> float:
+    """Seconds of an untimed run of WARMUP_STEPS steps of a throwaway copy of the network, before the seed's run:
+    what a first step costs beyond the others (kernel selection, allocation, the precision decided or read from
+    what this processor measured before) stays out of train_seconds. It draws nothing from the seed's randomness."""
+    start = time.perf_counter()
+    recipe = replace(preset.recipe, epochs=1)
+    train(build_model(preset.architecture, **model_kwargs), data.subset(WARMUP_STEPS * recipe.batch_size, 1), recipe,
+          torch.Generator().manual_seed(0), device, progress=False, evaluate_each_epoch=False)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> dict:
+    warmup = warm_up(data, preset, model_kwargs, device)
     probes = [peak_gflops(device)]
     generator = seed_everything(seed)
     model = build_model(preset.architecture, **model_kwargs)
@@ -62,20 +96,19 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
     probes.append(peak_gflops(device))
     peak = max(probes)
     recipe = replace(preset.recipe, precision=history[-1]["precision"])
-    epoch_seconds = [h["seconds"] for h in history]
-    seconds = sum(epoch_seconds)
-    images = recipe.epochs * (len(data.train_images) // recipe.batch_size) * recipe.batch_size
-    train_tflop = 6 * macs * images / 1e12
+    seconds = sum(h["seconds"] for h in history)
+    steps = recipe.epochs * (len(data.train_images) // recipe.batch_size)
+    images = steps * recipe.batch_size
+    muon_tflop = steps * sum(newton_schulz_flops(p.shape) for p in muon_banks(model, recipe)) / 1e12
+    train_tflop = 6 * macs * images / 1e12 + muon_tflop
     result = {"seed": seed, "device": str(device), "processor": processor_name(device),
               "architecture": preset.architecture, "params": count_parameters(model), "epochs": recipe.epochs,
-              "precision": recipe.precision, "train_seconds": round(seconds, 2),
-              "warmup_seconds": round(epoch_seconds[0] - statistics.median(epoch_seconds[1:]), 2)
-              if len(epoch_seconds) > 1 else None,
+              "precision": recipe.precision, "train_seconds": round(seconds, 2), "warmup_seconds": round(warmup, 2),
               "images_per_second": round(images / seconds, 1),
               "test_acc": round(evaluate(model, data.test_images, data.test_labels, tta=recipe.tta), 2),
               "test_acc_plain": round(evaluate(model, data.test_images, data.test_labels), 2),
               "peak_gflops": round(peak, 1), "peak_probes": [round(p, 1) for p in probes],
-              "train_tflop": round(train_tflop, 3),
+              "train_tflop": round(train_tflop, 3), "muon_tflop": round(muon_tflop, 3),
               "efficiency": round(train_tflop * 1000 / seconds / peak, 3),
               "peak_tflop_s": round(seconds * peak / 1000, 2)}
     if out is not None:
@@ -89,8 +122,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python benchmarks/time_to_accuracy.py",
                                      description=__doc__.split("\n\n")[0])
     add_run_options(parser, several_seeds=True)
-    parser.add_argument("--out", "--save", help="folder for seed<N>.pt checkpoints of exactly the models evaluated "
-                                                "(--save: its original name)")
+    parser.add_argument("--out", "--save", help="folder for seed<N>.pt checkpoints of exactly the models evaluated, "
+                                                "and report.jsonl, the lines printed (--save: its original name)")
+    parser.add_argument("--set", dest="overrides", metavar="FIELD=VALUE", action="append", type=recipe_override,
+                        default=[], help="screen a recipe change (e.g. --set lr=0.2 --set label_smoothing=0.1); "
+                                         "each record names the changes it ran with")
     args = parser.parse_args(argv)
     try:
         measure(args)
@@ -98,23 +134,73 @@ def main(argv=None):
         fail(parser, error)
 
 
+def recipe_override(text: str) -> tuple[str, object]:
+    """'lr=0.2' as ("lr", 0.2), the value of the type the Recipe field holds ('none' for an optional one's None)."""
+    field, _, value = text.partition("=")
+    kinds = {f.name: f.type for f in fields(Recipe)}
+    if field not in kinds or not value:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIELD=VALUE with a Recipe field: {', '.join(kinds)}")
+    kind = kinds[field]
+    if value == "none" and type(None) in getattr(kind, "__args__", ()):
+        return field, None
+    convert = {bool: lambda v: {"true": True, "false": False}[v]}.get(kind, kind if isinstance(kind, type) else float)
+    try:
+        return field, convert(value)
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a value for {field} ({kinds[field]})") from None
+
+
+def prepare_out(out, seeds) -> Path | None:
+    """The --out folder, checked before any training: each seed once, nothing there replaced, a folder it can write."""
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ConfigError(f"seed {repeated[0]} is given more than once: each seed runs once")
+    if out is None:
+        return None
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder: choose another --out")
+    taken = [p.name for p in [out / REPORT, *(out / f"seed{seed}.pt" for seed in seeds)] if p.exists()]
+    if taken:
+        raise ConfigError(f"--out {out} already holds {', '.join(taken)}: choose another --out (nothing is replaced)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / REPORT).touch()
+    except OSError as error:
+        raise ConfigError(f"cannot write to --out {out} ({error.strerror or error}): choose another --out") from None
+    return out
+
+
+REPORT = "report.jsonl"  # in --out: the lines printed, for verify_checkpoints.py --report
+
+
 def measure(args) -> None:
     name, preset, model_kwargs = resolve_options(args)
+    preset = replace(preset, recipe=replace(preset.recipe, **dict(args.overrides)))
     device, seeds = pick_device(args.device), args.seed or [0]
+    out = prepare_out(args.out, seeds)
     keep_freed_memory()  # as the training command does: freed memory stays in the process for the next step
     data = load_cifar10(args.data)
     data = quick_data(data) if args.quick else data
+
+    def report(line: dict) -> None:
+        print(json.dumps(line), flush=True)
+        if out is not None:
+            with open(out / REPORT, "a") as file:
+                file.write(json.dumps(line) + "\n")
+
     results = []
     for seed in seeds:
-        results.append(run_seed(data, name, preset, model_kwargs, seed, device, args.out))
-        print(json.dumps({"preset": name, **results[-1]}), flush=True)
+        results.append(run_seed(data, name, preset, model_kwargs, seed, device, out))
+        report({"preset": name, **({"overrides": dict(args.overrides)} if args.overrides else {}), **results[-1]})
     accuracies = [r["test_acc"] for r in results]
-    print(json.dumps({"summary": name, "seeds": seeds, "mean_test_acc": round(statistics.mean(accuracies), 2),
+    report({"summary": name, "seeds": seeds, "mean_test_acc": round(statistics.mean(accuracies), 2),
                       "min_test_acc": min(accuracies),
                       "mean_test_acc_plain": round(statistics.mean(r["test_acc_plain"] for r in results), 2),
+                      "min_test_acc_plain": min(r["test_acc_plain"] for r in results),
                       "median_train_seconds": statistics.median(r["train_seconds"] for r in results),
                       "max_train_seconds": max(r["train_seconds"] for r in results),
-                      "median_peak_tflop_s": statistics.median(r["peak_tflop_s"] for r in results)}))
+                      "median_peak_tflop_s": statistics.median(r["peak_tflop_s"] for r in results)})
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 """Re-evaluate saved checkpoints without helpers' data or evaluation code, and compare with what was reported.
 
-    python benchmarks/verify_checkpoints.py runs/bench/seed*.pt --data ../shared/data --report runs/bench.jsonl
+    python benchmarks/verify_checkpoints.py runs/bench/seed*.pt --report runs/bench/report.jsonl
+    python benchmarks/verify_checkpoints.py weights/*.pt
 
-Only the network and the name of its TTA come from helpers (helpers.checkpoints); the test images are read
-straight from the official binary file, or from torchvision's python file after checking its official MD5 (it is a
-pickle), and the accuracy (plain, and with the checkpoint's TTA) is computed here in a few lines of torch.
+Each checkpoint is compared with the benchmark's report (the record whose "checkpoint" is this very file, by its
+path as reported), or, without --report, with the test accuracy the checkpoint itself carries. Only the network
+and the name of its TTA come from helpers (helpers.checkpoints); the test images are read straight from the
+official files after checking their MD5, and the accuracy (with the checkpoint's TTA, and plain) is computed here
+in a few lines of torch. Results are bit-exact on one processor, not across processors: compare a run with the
+report of that run. Exit status 1 when a checkpoint differs or is missing from the report, 2 for unusable input.
 """
 import argparse
 import hashlib
 import json
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -18,26 +23,36 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.checkpoints import rebuild_model, reported_tta  # noqa: E402
+from helpers.checkpoints import CheckpointError, load_checkpoint, rebuild_model, reported_tta  # noqa: E402
 
-PYTHON_TEST_MD5 = "40351d587109b95175f43aff81a1287e"  # torchvision's cifar-10-batches-py/test_batch
+TEST_MD5 = {"cifar-10-batches-bin/test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
+            "cifar-10-batches-py/test_batch": "40351d587109b95175f43aff81a1287e"}
+
+
+class Unusable(Exception):
+    """Input this script cannot use: a missing or altered test file, a report that is not the benchmark's."""
 
 
 def official_test_set(data_root: Path):
-    """The 10,000 test images and labels, from whichever official layout the data root holds."""
-    binary = data_root / "cifar-10-batches-bin" / "test_batch.bin"
-    if binary.is_file():  # records of 1 label byte and 3,072 pixel bytes (R, G, B planes)
-        raw = np.fromfile(binary, dtype=np.uint8).reshape(-1, 3073)
-        return torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).copy()), torch.from_numpy(raw[:, 0].astype(np.int64))
-    python = data_root / "cifar-10-batches-py" / "test_batch"
-    if not python.is_file():
-        sys.exit(f"error: neither {binary} nor {python} exists")
-    raw = python.read_bytes()
-    if hashlib.md5(raw).hexdigest() != PYTHON_TEST_MD5:
-        sys.exit(f"error: {python} is not the official file (MD5 differs); it is a pickle, so it is not opened")
-    batch = pickle.loads(raw, encoding="bytes")
-    images = torch.from_numpy(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-    return images, torch.tensor(batch[b"labels"], dtype=torch.int64)
+    """The 10,000 test images and labels, from whichever official layout the data root holds, MD5-checked."""
+    for name, md5 in TEST_MD5.items():
+        path = Path(data_root) / name
+        if not path.is_file():
+            continue
+        try:
+            raw = path.read_bytes()
+        except OSError as error:
+            raise Unusable(f"{path} cannot be read ({error.strerror or error})") from None
+        if hashlib.md5(raw).hexdigest() != md5:
+            raise Unusable(f"{path} is not the official file (its MD5 differs): truncated or altered")
+        if name.endswith(".bin"):  # records of 1 label byte and 3,072 pixel bytes (R, G, B planes)
+            records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3073)
+            return (torch.from_numpy(records[:, 1:].reshape(-1, 3, 32, 32).copy()),
+                    torch.from_numpy(records[:, 0].astype(np.int64)))
+        batch = pickle.loads(raw, encoding="bytes")  # the official file: its MD5 was checked above
+        images = torch.from_numpy(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        return images, torch.tensor(batch[b"labels"], dtype=torch.int64)
+    raise Unusable(f"no CIFAR-10 test file in {data_root}: expected {' or '.join(TEST_MD5)}")
 
 
 def weighted_views(x, tta: str):
@@ -64,36 +79,67 @@ def accuracies(checkpoint: dict, path: Path, images, labels):
     return [round(100 * (torch.cat(p) == labels).float().mean().item(), 2) for p in (augmented, plain)]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--data", type=Path, required=True, help="folder holding cifar-10-batches-bin/ or cifar-10-batches-py/")
-    parser.add_argument("--report", type=Path, help="the benchmark's JSON lines, to compare with")
-    args = parser.parse_args()
-    reported = {}
-    if args.report:
-        for line in args.report.read_text().splitlines():
-            record = json.loads(line)
-            if "checkpoint" in record:
-                reported[Path(record["checkpoint"]).name] = (record["test_acc"], record["test_acc_plain"])
-    images, labels = official_test_set(args.data)
+def reported_by_path(report: Path) -> dict:
+    """{resolved checkpoint path: [test_acc, test_acc_plain]} from a benchmark report, its paths as reported (a
+    relative one from the folder this runs in, as the benchmark's commands run from the repository's root)."""
+    try:
+        records = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as error:
+        raise Unusable(f"the report {report} cannot be read as the benchmark's JSON lines ({error})") from None
+    return {os.path.realpath(r["checkpoint"]): [r["test_acc"], r["test_acc_plain"]]
+            for r in records if isinstance(r, dict) and "checkpoint" in r}
+
+
+def claimed(checkpoint: dict, path: Path, reported) -> list | None:
+    """What was reported for this checkpoint: its record in the report, else what it carries itself (test_acc,
+    and test_acc_plain where saved; None for a value it does not carry); None when there is nothing to compare."""
+    if reported is not None:
+        return reported.get(os.path.realpath(path))
+    if "test_acc" in checkpoint:
+        return [checkpoint["test_acc"], checkpoint.get("test_acc_plain")]
+    return None
+
+
+def verdict(measured: list, claim, report) -> tuple[str, bool]:
+    """The words after the measured accuracies, and whether the checkpoint passed."""
+    source = f"the report {report}" if report else "the accuracy it carries"
+    if claim is None:
+        return (f" is not in the report {report}", False) if report else ("", True)
+    if all(c is None or c == m for c, m in zip(claim, measured)):
+        return f" matches {source}", True
+    return f" DIFFERS from {source} {claim}", False
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python benchmarks/verify_checkpoints.py",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT",
+                        help="checkpoints written by the benchmark (--out) or helpers.train, or the committed weights")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("CIFAR10_ROOT", "data")),
+                        help="folder holding cifar-10-batches-bin/ or cifar-10-batches-py/ (default $CIFAR10_ROOT, "
+                             "else ./data)")
+    parser.add_argument("--report", type=Path, help="the benchmark's JSON lines to compare with (its --out folder's "
+                                                    "report.jsonl); without it, each checkpoint's own test_acc")
+    args = parser.parse_args(argv)
+    try:
+        reported = reported_by_path(args.report) if args.report else None
+        images, labels = official_test_set(args.data)
+    except Unusable as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     failures = 0
     for path in args.checkpoints:
-        checkpoint = torch.load(path, weights_only=True)
-        measured = accuracies(checkpoint, path, images, labels)
-        claimed = reported.get(path.name)
-        if args.report and claimed is None:
-            verdict, failures = f" is not in the report {args.report}", failures + 1
-        elif claimed is None:
-            verdict = ""
-        elif list(claimed) == measured:
-            verdict = " matches the report"
-        else:
-            verdict, failures = f" DIFFERS from the report {claimed}", failures + 1
-        print(f"{path}: test_acc {measured[0]:.2f}% (TTA: {reported_tta(checkpoint)}), "
-              f"{measured[1]:.2f}% plain{verdict}")
+        try:
+            checkpoint = load_checkpoint(path)
+            measured = accuracies(checkpoint, path, images, labels)
+        except CheckpointError as error:
+            print(f"{path}: {error}")
+            failures += 1
+            continue
+        words, passed = verdict(measured, claimed(checkpoint, path, reported), args.report)
+        failures += not passed
+        print(f"{path}: test_acc {measured[0]:.2f}% (TTA: {reported_tta(checkpoint)}), {measured[1]:.2f}% plain{words}")
     if failures:  # a script or CI that checks the status must see it
-        sys.exit(f"{failures} of {len(args.checkpoints)} checkpoints do not match the report")
+        sys.exit(f"{failures} of {len(args.checkpoints)} checkpoints do not match or could not be checked")
 
 
 if __name__ == "__main__":

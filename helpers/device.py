@@ -22,9 +22,9 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters, from <mal
 
 
 def cuda_bf16_native(device: torch.device) -> bool:
-    """True on GPUs whose tensor cores do bf16 (not emulated through fp32)."""
-    with torch.cuda.device(device):
-        return torch.cuda.is_bf16_supported(including_emulation=False)
+    """True on GPUs whose tensor cores do bf16, compute capability 8.0 and up (A100, L4, H100); below it bf16 is
+    emulated through fp32, and cuDNN has no bf16 convolutions. (torch's is_bf16_supported says True there.)"""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def keep_freed_memory() -> bool:

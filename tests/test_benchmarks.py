@@ -11,6 +11,8 @@ import torch
 from helpers.checkpoints import save_checkpoint
 from helpers.models import S7Net, build_model
 from helpers.recipes import PRESETS, QUICK_TRAIN_IMAGES, Recipe, resolve
+from helpers.muon import newton_schulz_flops
+from helpers.optimizers import muon_banks
 from helpers.zoo import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +44,11 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
         assert epoch_images == {"fast": [2048, 2048], "full": [2000, 2000], "s7net": [2048, 2048]}[preset]
         images = sum(epoch_images)
         network = build_model(architecture, **PRESETS[preset].model_kwargs)
-        assert r["train_tflop"] == round(6 * count_macs(network, (3, 32, 32)) * images / 1e12, 3)
+        # Muon's orthogonalisation counted too: its FLOPs per step times the steps (none for s7net, all SGD).
+        muon = sum(newton_schulz_flops(p.shape) for p in muon_banks(network, recipe)) * images / recipe.batch_size
+        assert r["muon_tflop"] == round(muon / 1e12, 3) and (r["muon_tflop"] > 0) == (preset != "s7net")
+        assert r["train_tflop"] == round((6 * count_macs(network, (3, 32, 32)) * images + muon) / 1e12, 3)
+        assert r["warmup_seconds"] > 0  # an untimed run of its own, never an estimate that can go negative
         assert len(r["peak_probes"]) == 2 and r["peak_gflops"] == max(r["peak_probes"])  # before and after training
         assert r["peak_gflops"] > 1 and r["peak_tflop_s"] == pytest.approx(r["train_seconds"] * r["peak_gflops"] / 1000,
                                                                            abs=0.01)
@@ -50,6 +56,7 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
         assert 0 <= r["test_acc_plain"] <= 100 and 0 <= r["test_acc"] <= 100
         assert Path(r["checkpoint"]) == tmp_path / f"seed{r['seed']}.pt"
     assert summary["mean_test_acc"] == round(sum(r["test_acc"] for r in runs) / 2, 2)
+    assert (tmp_path / "report.jsonl").read_text().splitlines() == out.splitlines()  # what verify_checkpoints reads
     assert summary["max_train_seconds"] == max(r["train_seconds"] for r in runs)
 
     # The saved models, rebuilt and evaluated without helpers' evaluation code, give the reported numbers
@@ -72,26 +79,106 @@ def test_a_bad_value_is_one_error_line_and_status_2(real_data_root):
                              "training images: lower it or use more data\n")
 
 
-def test_verify_checkpoints_fails_when_a_checkpoint_differs_from_the_report_or_is_missing(tmp_path, real_data_root):
+@pytest.mark.parametrize("setup, args, message", [
+    (None, ["--seeds", "0", "1", "0"], "seed 0 is given more than once: each seed runs once"),
+    ("seed1.pt", ["--seeds", "0", "1"], "already holds seed1.pt: choose another --out (nothing is replaced)"),
+    ("file", ["--seeds", "0"], "is a file, not a folder"),
+])
+def test_the_benchmark_refuses_before_training_to_repeat_a_seed_or_replace_a_result(tmp_path, real_data_root, setup,
+                                                                                   args, message):
+    out = tmp_path / "out"
+    if setup == "file":
+        out.write_text("mine")
+    elif setup:
+        out.mkdir()
+        (out / setup).write_text("an earlier result")
+    result = subprocess.run([sys.executable, "benchmarks/time_to_accuracy.py", "--quick", *args, "--out", str(out),
+                             "--data", str(real_data_root)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
+    assert not out.is_dir() or all(p.read_text() == "an earlier result" for p in out.iterdir())
+
+
+def verify(*args, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "verify_checkpoints.py"), *map(str, args)],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, real_data_root):
+    """A tiny S7Net saved as the benchmark saves, with its true accuracies (TTA flip, plain)."""
     torch.manual_seed(0)
-    path = save_checkpoint(S7Net((8, 16, 32, 48)).eval(), tmp_path / "seed0.pt", recipe=asdict(Recipe(tta="flip")))
+    path = save_checkpoint(S7Net((8, 16, 32, 48)).eval(), tmp_path_factory.mktemp("bench") / "seed0.pt",
+                           recipe=asdict(Recipe(tta="flip")))
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from verify_checkpoints import accuracies, official_test_set
 
-    tta, plain = accuracies(torch.load(path, weights_only=True), path, *official_test_set(real_data_root))
+    return path, accuracies(torch.load(path, weights_only=True), path, *official_test_set(real_data_root))
 
-    def verify(checkpoint_name: str, test_acc: float):
-        report = tmp_path / "report.jsonl"
-        report.write_text(json.dumps({"checkpoint": f"runs/bench/{checkpoint_name}", "test_acc": test_acc,
-                                      "test_acc_plain": plain}) + "\n")
-        return subprocess.run([sys.executable, "benchmarks/verify_checkpoints.py", str(path), "--data",
-                               str(real_data_root), "--report", str(report)], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300)
 
-    matches = verify("seed0.pt", tta)
+def test_verify_checkpoints_matches_by_the_path_as_reported_and_fails_on_a_difference_or_a_stranger(
+        tmp_path, real_data_root, tiny_checkpoint):
+    path, (tta, plain) = tiny_checkpoint
+
+    def report(checkpoint, test_acc):
+        (tmp_path / "report.jsonl").write_text(json.dumps({"checkpoint": str(checkpoint), "test_acc": test_acc,
+                                                           "test_acc_plain": plain}) + "\n")
+        return tmp_path / "report.jsonl"
+
+    matches = verify(path, "--data", real_data_root, "--report", report(path, tta))
     assert matches.returncode == 0 and "matches the report" in matches.stdout, matches.stderr
-    differs = verify("seed0.pt", round(tta + 0.01, 2))
+    differs = verify(path, "--data", real_data_root, "--report", report(path, round(tta + 0.01, 2)))
     assert differs.returncode == 1 and "DIFFERS from the report" in differs.stdout
-    assert "1 of 1 checkpoints do not match the report" in differs.stderr
-    missing = verify("seed1.pt", tta)
+    assert "1 of 1 checkpoints do not match" in differs.stderr
+    # Another run's seed0.pt is not this report's seed 0, whatever its file name.
+    stranger = tmp_path / "elsewhere" / "seed0.pt"
+    stranger.parent.mkdir()
+    stranger.write_bytes(path.read_bytes())
+    missing = verify(stranger, "--data", real_data_root, "--report", report(path, tta))
     assert missing.returncode == 1 and "is not in the report" in missing.stdout
+    # A relative path in the report is taken from the folder the script runs in, as the benchmark wrote it.
+    relative = verify("seed0.pt", "--data", real_data_root, "--report", report("seed0.pt", tta), cwd=path.parent)
+    assert relative.returncode == 0 and "matches the report" in relative.stdout, relative.stderr
+
+
+def test_without_a_report_a_checkpoint_is_compared_with_the_accuracy_it_carries(real_data_root, monkeypatch):
+    monkeypatch.setenv("CIFAR10_ROOT", str(real_data_root))  # --data defaults to it, as everywhere
+    result = verify(ROOT / "weights" / "s7airnet-fast-seed0.pt")
+    assert result.returncode == 0 and "matches the accuracy it carries" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("breakage, status, message", [
+    ("no report", 2, "the report"),
+    ("truncated checkpoint", 1, "is not a checkpoint that loads safely"),
+    ("truncated test file", 2, "is not the official file (its MD5 differs)"),
+    ("no test file", 2, "no CIFAR-10 test file in"),
+])
+def test_unusable_input_is_one_line_not_a_traceback(tmp_path, real_data_root, tiny_checkpoint, breakage, status,
+                                                    message):
+    path, _ = tiny_checkpoint
+    data, report = real_data_root, []
+    if breakage == "no report":
+        report = ["--report", tmp_path / "gone.jsonl"]
+    elif breakage == "truncated checkpoint":
+        path = tmp_path / "cut.pt"
+        path.write_bytes(tiny_checkpoint[0].read_bytes()[:500])
+    else:
+        data = tmp_path / "data"
+        (data / "cifar-10-batches-bin").mkdir(parents=True)
+        if breakage == "truncated test file":
+            source = Path(real_data_root) / "cifar-10-batches-bin" / "test_batch.bin"
+            (data / "cifar-10-batches-bin" / "test_batch.bin").write_bytes(source.read_bytes()[:-3073])
+    result = verify(path, "--data", data, *report)
+    assert result.returncode == status and message in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_gpu_check_shows_every_step_it_would_run_and_runs_none(tmp_path):
+    result = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run", "--data", str(tmp_path / "data"),
+                             "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    steps = [line.split(":")[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")]
+    for step in ("install", "nvidia-smi", "torch-gpu", "tests", "fast", "fast-verify", "fast-compiled", "full",
+                 "full-verify", "notebook"):
+        assert step in steps, step
+    assert "--preset full --seed 0" in result.stdout and "S7_QUICK=0" in result.stdout
+    assert not (tmp_path / "out").exists()  # a dry run makes nothing
