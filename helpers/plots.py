@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
+from .evaluation import most_confident_mistakes
+
 
 def _to_uint8(images) -> np.ndarray:
     """(N, 3, H, W) or (3, H, W) images, uint8 [0, 255] or float [0, 1], as uint8 (..., H, W, 3) for imshow."""
@@ -111,10 +113,7 @@ def step_series(history, key: str):
 
 def misclassified_gallery(images, labels, logits, classes, count: int = 24, columns: int = 8):
     """The test images the model gets wrong with the most confidence, titled "true -> predicted (p)"."""
-    probabilities = logits.softmax(1)
-    confidence, predicted = probabilities.max(1)
-    wrong = torch.nonzero(predicted != labels.cpu()).flatten()
-    wrong = wrong[confidence[wrong].argsort(descending=True)][:count]
+    wrong, predicted, confidence = most_confident_mistakes(labels, logits, count)
     rows = max(1, -(-len(wrong) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.75), squeeze=False)
     for ax, i in zip(axes.flat, wrong.tolist() + [None] * (rows * columns - len(wrong))):
