@@ -1,16 +1,28 @@
-"""The effective receptive field against fields computed by hand, the gridding holes against their formula, and the
-theoretical squares against the gradient ground truth (tiny models, CPU)."""
+"""The effective receptive field against fields computed by hand, the gridding holes against their formula, the
+theoretical squares against the gradient ground truth, and the figures (tiny models, CPU)."""
 import copy
+import io
 
+import matplotlib
 import pytest
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
+from helpers.checkpoints import weights_path, load_model
 from helpers.erf import (BLOCKS, effective_rf, erf_square_sides, erf_table, measured_holes, noise_images, path_counts,
                          predicted_holes, rf_squares)
+from helpers.erf_figures import erf_figure, erf_over_image_figure, gridding_figure
 from helpers.models import S7AirNet
 from helpers.receptive_field import _positive_copy, final_rf, rf_table
 from tests.conftest import TINY_AIR
+
+
+def png_kb(fig) -> float:
+    """The PNG as the notebook saves it: bbox tight, at the default (inline) dpi."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=matplotlib.rcParams["figure.dpi"])
+    return buffer.tell() / 1024
 
 
 def tiny_airnet(seed: int = 0) -> S7AirNet:
@@ -152,3 +164,44 @@ def test_probing_leaves_the_model_untouched_and_runs_in_eval_mode(probe):
     assert all(module.training for module in model.modules())
     assert {name for name, p in model.named_parameters() if not p.requires_grad} == frozen
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_erf_figure_draws_each_block_untrained_and_trained_with_its_square():
+    fig = erf_figure(tiny_airnet(0), tiny_airnet(1), noise_images(4))
+    assert isinstance(fig, Figure) and fig._suptitle.get_text()
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 8 and all(ax.get_title().startswith(b + ": RF") for ax, b in zip(panels, BLOCKS * 2))
+    assert [ax.get_ylabel() for ax in panels[::4]] == ["untrained", "trained"]
+    assert all(len(ax.patches) == 1 for ax in panels)
+    assert panels[0].get_xlim() == (-1.0, 32.0)  # c1's 4 px square fits in the 32 px image
+    assert panels[3].get_xlim() == (12 - 27.5 - 0.5, 12 + 27.5 + 0.5)  # c4's 55 px one does not: the view widens
+    colour_bars = [ax for ax in fig.axes if ax not in panels]
+    assert len(colour_bars) == 1 and "gradient" in colour_bars[0].get_ylabel()
+
+
+def test_erf_over_image_figure_draws_the_field_on_the_picture():
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    fig = erf_over_image_figure(tiny_airnet(), images, shown=2)
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 4 and all(len(ax.get_images()) == 2 for ax in panels)  # the picture, then the field
+    assert (panels[0].get_images()[0].get_array() == images[2].permute(1, 2, 0).numpy()).all()
+    assert "image 2" in fig._suptitle.get_text() and len(fig.axes) == 5
+
+
+def test_gridding_figure_titles_count_the_holes():
+    fig = gridding_figure()
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title().splitlines()[-1] for ax in panels] == ["0 holes in the RF", "120 holes in the RF",
+                                                                  "0 holes in the RF"]
+    assert all(ax.get_xlabel() for ax in panels) and panels[0].get_ylabel()
+    assert "paths" in fig.axes[-1].get_ylabel()
+    assert png_kb(fig) < 60
+
+
+def test_erf_figures_of_the_committed_model_are_small(real_data):
+    trained = load_model(weights_path("fast", 0))
+    untrained = S7AirNet(**trained.model_kwargs)
+    images = real_data.test_images[:16]
+    assert png_kb(erf_figure(untrained, trained, images)) < 90
+    assert png_kb(erf_figure(untrained, trained, noise_images(8, size=64))) < 90
+    assert png_kb(erf_over_image_figure(trained, images)) < 70
