@@ -13,6 +13,7 @@ from helpers.checkpoints import weights_path, load_model
 from helpers.erf import (BLOCKS, effective_rf, erf_square_sides, erf_table, measured_holes, noise_images, path_counts,
                          predicted_holes, rf_squares)
 from helpers.erf_figures import erf_figure, erf_over_image_figure, gridding_figure
+from helpers.gradcam import grad_cam
 from helpers.models import S7AirNet
 from helpers.receptive_field import _positive_copy, final_rf, rf_table
 from tests.conftest import TINY_AIR
@@ -152,7 +153,9 @@ def test_erf_table_sets_the_effective_field_against_the_theoretical_one():
         assert 1 <= row["50% of the ERF in"] <= row["95% of the ERF in"] <= row["theoretical RF"]
 
 
-@pytest.mark.parametrize("probe", [lambda model: effective_rf(model, "c3", noise_images(2))], ids=["effective_rf"])
+@pytest.mark.parametrize("probe", [lambda model: effective_rf(model, "c3", noise_images(2)),
+                                   lambda model: grad_cam(model, noise_images(2), [1, 2])],
+                         ids=["effective_rf", "grad_cam"])
 def test_probing_leaves_the_model_untouched_and_runs_in_eval_mode(probe):
     model = tiny_airnet().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
