@@ -26,12 +26,11 @@ def grad_cam(model: nn.Module, images, target_classes, layer="c4") -> torch.Tens
     with recorded_outputs(net, [name]) as outputs:
         logits = net(x)
     activations = outputs[name]
-    targets = torch.as_tensor(target_classes, dtype=torch.long).reshape(-1, 1)
+    targets = torch.as_tensor(target_classes).long().cpu().reshape(-1, 1)
     gradients, = torch.autograd.grad(logits.gather(1, targets).sum(), activations)
     maps = F.relu((gradients.mean((2, 3), keepdim=True) * activations).sum(1, keepdim=True))
     maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0].detach()
-    peaks = maps.amax((1, 2), keepdim=True)
-    return torch.where(peaks > 0, maps / peaks.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+    return maps / maps.amax((1, 2), keepdim=True).clamp_min(torch.finfo(maps.dtype).tiny)  # 0 stays 0
 
 
 def gradcam_mistakes_figure(model: nn.Module, images, labels, logits, classes, count: int = 6, layer="c4",
