@@ -1,9 +1,7 @@
 """The effective receptive field against fields computed by hand, the gridding holes against their formula, the
 theoretical squares against the gradient ground truth, and the figures (tiny models, CPU)."""
 import copy
-import io
 
-import matplotlib
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -16,14 +14,7 @@ from helpers.erf_figures import erf_figure, erf_over_image_figure, gridding_figu
 from helpers.gradcam import grad_cam
 from helpers.models import S7AirNet
 from helpers.receptive_field import _positive_copy, final_rf, rf_table
-from tests.conftest import TINY_AIR
-
-
-def png_kb(fig) -> float:
-    """The PNG as the notebook saves it: bbox tight, at the default (inline) dpi."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=matplotlib.rcParams["figure.dpi"])
-    return buffer.tell() / 1024
+from tests.conftest import TINY_AIR, png_kb
 
 
 def tiny_airnet(seed: int = 0) -> S7AirNet:

@@ -1,7 +1,5 @@
 """Grad-CAM on toy networks whose evidence lies where we put it, and the mistakes figure (CPU)."""
-import io
 
-import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -13,7 +11,7 @@ from helpers.evaluation import predict
 from helpers.gradcam import grad_cam, gradcam_mistakes_figure
 from helpers.models import S7AirNet
 from helpers.plots import misclassified_gallery
-from tests.conftest import TINY_AIR
+from tests.conftest import TINY_AIR, png_kb
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -93,12 +91,6 @@ def test_s7airnet_maps_at_c4_are_image_sized_and_scaled_to_1():
     maps = grad_cam(S7AirNet(TINY_AIR), images, [0, 1, 2, 3])
     assert maps.shape == (4, 32, 32) and maps.min() >= 0
     assert all(heat.max() in (0, 1) for heat in maps)
-
-
-def png_kb(fig) -> float:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=matplotlib.rcParams["figure.dpi"])
-    return buffer.tell() / 1024
 
 
 def test_mistakes_figure_shows_the_gallery_s_mistakes_with_both_maps():

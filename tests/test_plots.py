@@ -1,6 +1,4 @@
 """The notebook's figures: what they show, their titles and ticks, and that their PNGs stay small (Agg, CPU)."""
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,16 +9,9 @@ import torch  # noqa: E402
 
 from helpers.plots import (confusion_figure, misclassified_gallery, mosaic, overlay, sample_grid,  # noqa: E402
                            training_curves)
+from tests.conftest import png_kb  # noqa: E402
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def png_kb(fig) -> float:
-    """The PNG as the notebook saves it: bbox tight, at the default (inline) dpi."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=plt.rcParams["figure.dpi"])
-    plt.close(fig)
-    return buffer.tell() / 1024
 
 
 def smooth_images(n: int, seed: int = 0) -> torch.Tensor:
