@@ -66,3 +66,11 @@ def mistake_summary(labels, logits, classes) -> dict:
             "median_confidence_right": probabilities[right].median().item(),
             "median_confidence_wrong": probabilities[~right].median().item(),
             "max_confidence_wrong": probabilities[~right].max().item()}
+
+
+def most_confident_mistakes(labels, logits, count: int):
+    """(indices of at most `count` wrong predictions, most confident first; every predicted class; every confidence):
+    the mistakes a reader learns most from, the same ones in every figure that shows them."""
+    confidence, predicted = logits.softmax(1).max(1)
+    wrong = torch.nonzero(predicted != labels.cpu()).flatten()
+    return wrong[confidence[wrong].argsort(descending=True)][:count], predicted, confidence

@@ -1,4 +1,5 @@
-"""Figures for the notebook: sample images, training curves, misclassified test images.
+"""Figures for the notebook: sample images, training curves, misclassified test images; and the panels other
+figure modules share (an image, a heatmap over an image).
 
 Each function returns a matplotlib Figure (shown by the notebook, saved or tested by anyone else).
 """
@@ -6,6 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
+
+from .evaluation import most_confident_mistakes
 
 
 def _to_uint8(images) -> np.ndarray:
@@ -16,12 +19,21 @@ def _to_uint8(images) -> np.ndarray:
     return images.movedim(-3, -1).numpy()
 
 
-def _show(ax, image, title, color="black"):
+def show_image(ax, image, title, color="black"):
+    """An image in a panel of its own, titled, without axes."""
     # nearest: a 32x32 image drawn as blocks of equal pixels, which PNG compresses many times better than
     # the smoothed pixels the default ("antialiased") interpolation makes when it upsamples by less than 3.
     ax.imshow(_to_uint8(image), interpolation="nearest")
     ax.set_title(title, fontsize=8, color=color)
     ax.axis("off")
+
+
+def overlay(ax, image, heat, cmap: str = "inferno"):
+    """A heatmap in [0, 1] drawn over an image, each pixel as opaque as its value, so the picture shows through
+    where the map is 0. Returns the heatmap's artist, for a colour bar."""
+    ax.imshow(_to_uint8(image), interpolation="nearest")
+    heat = torch.as_tensor(heat).detach().cpu().double().clamp(0, 1).numpy()
+    return ax.imshow(heat, cmap=cmap, vmin=0, vmax=1, alpha=0.7 * heat, interpolation="nearest")
 
 
 def mosaic(tiles, gap: int = 2, fill: int = 255) -> np.ndarray:
@@ -111,10 +123,7 @@ def step_series(history, key: str):
 
 def misclassified_gallery(images, labels, logits, classes, count: int = 24, columns: int = 8):
     """The test images the model gets wrong with the most confidence, titled "true -> predicted (p)"."""
-    probabilities = logits.softmax(1)
-    confidence, predicted = probabilities.max(1)
-    wrong = torch.nonzero(predicted != labels.cpu()).flatten()
-    wrong = wrong[confidence[wrong].argsort(descending=True)][:count]
+    wrong, predicted, confidence = most_confident_mistakes(labels, logits, count)
     rows = max(1, -(-len(wrong) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.75), squeeze=False)
     for ax, i in zip(axes.flat, wrong.tolist() + [None] * (rows * columns - len(wrong))):
@@ -122,7 +131,7 @@ def misclassified_gallery(images, labels, logits, classes, count: int = 24, colu
             ax.axis("off")
             continue
         title = f"{classes[labels[i]]}\n-> {classes[predicted[i]]} ({confidence[i]:.2f})"
-        _show(ax, images[i], title, color="crimson")
+        show_image(ax, images[i], title, color="crimson")
     fig.suptitle(f"{len(wrong)} most confident mistakes ({(predicted != labels.cpu()).sum().item()} in all)")
     fig.tight_layout()
     return fig

@@ -187,7 +187,8 @@ def checkerboard_figure(seed: int = 0) -> Figure:
     return fig
 
 
-def _stack(dilations) -> nn.Sequential:
+def conv_stack(dilations) -> nn.Sequential:
+    """Single-channel 3x3 convolutions, one per dilation, stacked: the smallest net that shows how fields grow."""
     return nn.Sequential(*(conv3x3(1, 1, dilation=d) for d in dilations))
 
 
@@ -203,8 +204,8 @@ def rf_growth(depth: int = 4) -> list:
         normal, dilated = [1] * layers, [2 ** i for i in range(layers)]
         rows.append({"depth": layers, "dilation": dilated[-1],
                      "normal": 1 + 2 * sum(normal), "dilated": 1 + 2 * sum(dilated),
-                     "normal measured": empirical_rf(_stack(normal), input_shape),
-                     "dilated measured": empirical_rf(_stack(dilated), input_shape)})
+                     "normal measured": empirical_rf(conv_stack(normal), input_shape),
+                     "dilated measured": empirical_rf(conv_stack(dilated), input_shape)})
     return rows
 
 

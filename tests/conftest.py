@@ -1,8 +1,10 @@
 """Shared fixtures: small made-up CIFAR-10 folders in both layouts, and the real data when present."""
+import io
 import pickle
 import socket
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -54,6 +56,13 @@ def train_tiny_airnet(data, recipe, checkpoint_path: Path, **options):
     history = train(model, data, recipe, torch.Generator().manual_seed(0), torch.device("cpu"), progress=False,
                     evaluate_each_epoch=False, checkpoint_path=checkpoint_path, **options)
     return model, history
+
+
+def png_kb(fig) -> float:
+    """The size of a figure's PNG as the notebook saves it (bbox tight, at the default inline dpi), in KB."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=matplotlib.rcParams["figure.dpi"])
+    return buffer.tell() / 1024
 
 
 def free_port() -> int:

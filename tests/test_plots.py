@@ -1,6 +1,4 @@
 """The notebook's figures: what they show, their titles and ticks, and that their PNGs stay small (Agg, CPU)."""
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -9,18 +7,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from helpers.plots import (confusion_figure, misclassified_gallery, mosaic, sample_grid,  # noqa: E402
+from helpers.plots import (confusion_figure, misclassified_gallery, mosaic, overlay, sample_grid,  # noqa: E402
                            training_curves)
+from tests.conftest import png_kb  # noqa: E402
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def png_kb(fig) -> float:
-    """The PNG as the notebook saves it: bbox tight, at the default (inline) dpi."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=plt.rcParams["figure.dpi"])
-    plt.close(fig)
-    return buffer.tell() / 1024
 
 
 def smooth_images(n: int, seed: int = 0) -> torch.Tensor:
@@ -134,6 +125,16 @@ def test_misclassified_gallery_titles_and_png_size():
     panels = [ax for ax in fig.axes if ax.get_images()]
     assert len(panels) == 24 and all("->" in ax.get_title() for ax in panels)
     assert png_kb(fig) < 150  # ~90 KB; was ~190 KB at 72 dpi with the default (smoothing) interpolation
+
+
+def test_overlay_draws_the_picture_then_the_heat_as_opaque_as_it_is_hot():
+    fig, ax = plt.subplots()
+    image, heat = smooth_images(1)[0], torch.linspace(0, 1, 32 * 32).reshape(32, 32)
+    artist = overlay(ax, image, heat)
+    picture, shown = ax.get_images()
+    assert shown is artist and (picture.get_array() == image.permute(1, 2, 0).numpy()).all()
+    assert shown.get_alpha()[0, 0] == 0 and shown.get_alpha()[-1, -1] == pytest.approx(0.7)
+    assert shown.get_clim() == (0, 1)
 
 
 def test_confusion_figure_is_titled_and_labelled():

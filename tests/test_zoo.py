@@ -1,7 +1,4 @@
 """The zoo's tables, worked example, checkerboard score and receptive-field growth (tiny, CPU)."""
-import io
-
-import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -11,6 +8,7 @@ from matplotlib.figure import Figure
 from helpers.zoo import (LECTURE_INPUT, LECTURE_KERNEL, checkerboard_demo, checkerboard_figure, checkerboard_score,
                          conv_table, format_table, rf_growth, rf_growth_figure, shared_range, upsampler_table,
                          worked_example)
+from tests.conftest import png_kb
 
 
 def test_conv_table_matches_the_lecture():
@@ -105,9 +103,7 @@ def test_shared_range_of_an_all_constant_row_shows_it_mid_grey():
 
 
 def test_checkerboard_figure_png_is_small():
-    buffer = io.BytesIO()
-    checkerboard_figure().savefig(buffer, format="png", bbox_inches="tight", dpi=matplotlib.rcParams["figure.dpi"])
-    assert buffer.tell() < 100 * 1024
+    assert png_kb(checkerboard_figure()) < 100
 
 
 def test_rf_growth_figure_ticks_are_integers():
