@@ -16,7 +16,9 @@ from .models import build_model
 from .recipes import PRESETS, epochs_text, recipe_from_dict
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # the committed models, wherever the caller runs from
-RESUME_KEYS = ("optimizer", "epoch", "step", "history", "torch_rng", "generator", "recipe", "train_images", "config")
+RESUME_TYPES = {"optimizer": dict, "epoch": int, "step": int, "history": list, "torch_rng": torch.Tensor,
+                "generator": torch.Tensor, "recipe": dict, "train_images": int, "config": dict}
+RESUME_KEYS = tuple(RESUME_TYPES)
 
 
 class CheckpointError(RuntimeError):
@@ -72,6 +74,11 @@ def load_checkpoint(path, device="cpu") -> dict:
     if not isinstance(checkpoint, dict) or not {"architecture", "model_kwargs", "state_dict"} <= checkpoint.keys():
         raise CheckpointError(f"{path} is not a checkpoint of an S7 network: no architecture, model_kwargs and "
                               f"state_dict")
+    if "recipe" in checkpoint:
+        try:
+            recipe_from_dict(checkpoint["recipe"])
+        except (ValueError, TypeError) as error:
+            raise CheckpointError(f"{path} holds a recipe this version cannot run: {error}") from None
     return checkpoint
 
 
@@ -103,10 +110,14 @@ def load_resumable(path) -> dict:
     if missing:
         raise CheckpointError(f"{path} holds weights only, not a run to resume (no {', '.join(missing)}): "
                               f"resume from the last.pt that training writes beside the final model")
-    try:
-        recipe_from_dict(checkpoint["recipe"])
-    except (ValueError, TypeError) as error:
-        raise CheckpointError(f"{path} holds a recipe this version cannot run: {error}") from error
+    wrong = [key for key, kind in RESUME_TYPES.items() if not isinstance(checkpoint[key], kind)]
+    if wrong:
+        raise CheckpointError(f"{path} is not a run this version can resume: its {', '.join(wrong)} not of the kind "
+                              f"training saves")
+    epoch, epochs = checkpoint["epoch"], checkpoint["recipe"]["epochs"]
+    if not 0 < epoch <= epochs or len(checkpoint["history"]) != epoch:
+        raise CheckpointError(f"{path} is not a run this version can resume: epoch {epoch} of {epochs}, with "
+                              f"{len(checkpoint['history'])} epochs of history")
     rebuild_model(checkpoint, path)  # its network, arguments and weights must fit together before any work starts
     return checkpoint
 

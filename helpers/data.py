@@ -133,7 +133,10 @@ def _read_checked(path: Path, strict: bool) -> bytes:
         if (strict and size != expected) or size == 0 or size % RECORD_BYTES:
             raise DatasetError(f"{path} has {size:,} bytes; a CIFAR-10 binary batch has {expected:,} "
                                f"({RECORD_BYTES:,}-byte records). The file is truncated or not CIFAR-10.")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DatasetError(f"{path} cannot be read ({error.strerror or error}): check its permissions") from None
     if strict:
         digest, official = hashlib.md5(raw).hexdigest(), _official_md5(path)
         if digest != official:
@@ -239,6 +242,19 @@ def to_float(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """uint8 [0, 255] -> float [0, 1], the models' input; channels_last suits oneDNN and tensor cores."""
     x = images.float().div_(255)
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def model_input(images: torch.Tensor) -> torch.Tensor:
+    """What the models take, from what a user may hold: uint8 images [0, 255] are scaled to [0, 1], float images must
+    already be in [0, 1] (ValueError otherwise: dividing them by 255 again would silently ruin every prediction)."""
+    images = torch.as_tensor(images)
+    if not images.is_floating_point():
+        return to_float(images)
+    low, high = images.min().item(), images.max().item()
+    if low < 0 or high > 1:
+        raise ValueError(f"float images must lie in [0, 1], these go from {low:g} to {high:g}: pass uint8 images "
+                         f"(0-255) or scale them to [0, 1]")
+    return images.float()
 
 
 def train_batches(images, labels, batch_size: int, generator: torch.Generator, translate: int = 2,

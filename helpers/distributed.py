@@ -77,7 +77,7 @@ def process_group_timeout(environ) -> timedelta:
     """How long a collective may wait for the other processes: $S7_DIST_TIMEOUT seconds, else ten minutes."""
     raw = environ.get(TIMEOUT_VARIABLE, str(DEFAULT_TIMEOUT_SECONDS)).strip()
     if not re.fullmatch(r"\d+(\.\d*)?", raw) or float(raw) == 0:
-        raise ValueError(f"{TIMEOUT_VARIABLE} must be a positive number of seconds, not {raw!r}")
+        raise ConfigError(f"{TIMEOUT_VARIABLE} must be a positive number of seconds, not {raw!r}")
     return timedelta(seconds=float(raw))
 
 

@@ -7,19 +7,20 @@ down-right (reflect padding), each with its mirror. The network sees views it wa
 import torch
 import torch.nn.functional as F
 
-from .data import to_float
+from .data import model_input
 from .precision import exact_fp32
 
 
 @torch.no_grad()
 def predict(model, images, tta: str = "none", batch_size: int = 1000):
-    """Logits (float32, on the CPU) for uint8 images, with the test-time augmentation `tta` (see above)."""
+    """Logits (float32, on the CPU) for images, uint8 [0, 255] or float [0, 1], with the test-time augmentation
+    `tta` (see above)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     with exact_fp32(device):
         for start in range(0, len(images), batch_size):
-            out.append(augmented_logits(model, to_float(images[start:start + batch_size].to(device)), tta).cpu())
+            out.append(augmented_logits(model, model_input(images[start:start + batch_size].to(device)), tta).cpu())
     return torch.cat(out)
 
 

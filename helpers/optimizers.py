@@ -66,3 +66,6 @@ def load_optimizer_states(optimizers, checkpoint: dict) -> None:
         optimizer.load_state_dict(checkpoint[key])
         for group, flags in zip(optimizer.param_groups, built):
             group.update(flags)
+        for p, state in optimizer.state.items():  # torch loads any shapes: a wrong one would fail steps later
+            if any(isinstance(v, torch.Tensor) and v.dim() and v.shape != p.shape for v in state.values()):
+                raise ValueError(f"the saved {key} state holds a tensor that does not fit its parameter {tuple(p.shape)}")

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .data import to_float
+from .data import model_input
 
 
 def probe_copy(model: nn.Module) -> nn.Module:
@@ -28,9 +28,8 @@ def layer_name(model: nn.Module, layer) -> str:
 
 
 def as_input(images) -> torch.Tensor:
-    """The models' input: float32 CPU images in [0, 1], from uint8 [0, 255] or float images."""
-    images = torch.as_tensor(images).detach().cpu()
-    return images.float() if images.is_floating_point() else to_float(images)
+    """The models' input as a float32 CPU tensor in [0, 1], from uint8 [0, 255] or float [0, 1] images."""
+    return model_input(torch.as_tensor(images).detach().cpu())
 
 
 @contextmanager

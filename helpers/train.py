@@ -8,7 +8,7 @@ helpers.training.train.
 import argparse
 import inspect
 import json
-import tempfile
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from .evaluation import evaluate
 from .models import ARCHITECTURES, build_model, count_parameters
 from .recipes import (DEFAULT_PRESET, PRECISIONS, PRESETS, ConfigError, Preset, epochs_text, quick_data,
                       recipe_from_dict, resolve)
+from .runs import claimed, remove_other_runs, resume_hint, train_command
 from .spec import check_s7
 from .training import NonFiniteLossError, seed_everything, train
 
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="under torchrun on GPUs, normalise with the whole batch's statistics (slower; per-GPU "
                              "statistics are as good from 256 images per GPU)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start over in an --out that holds an unfinished run (its last.pt is replaced)")
+                        help="start over in an --out that holds a run (its files stay until this run writes its own)")
     parser.add_argument("--check", action="store_true",
                         help="stop before training when the model fails the S7 checks (parameters, RF, ...)")
     parser.add_argument("--resume", metavar="LAST_PT", help="continue the run saved in this last.pt, with its "
@@ -127,10 +128,10 @@ def main(argv=None):
     """`python -m helpers.train`: train, evaluate, save; return the final test accuracy (None when stopped)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    given = [f"--{name.replace('_', '-')}" for name in RUN_OPTIONS
-             if getattr(args, name) is not None and name not in RESUME_MAY_CHANGE]
-    if args.resume and (given or args.overwrite):
-        parser.error(f"--resume continues a run with its own settings: drop {', '.join(given or ['--overwrite'])}")
+    given = [f"--{name.replace('_', '-')}" for name in (*RUN_OPTIONS, "out", "overwrite")
+             if getattr(args, name) not in (None, False) and name not in RESUME_MAY_CHANGE]
+    if args.resume and given:
+        fail(parser, f"--resume continues a run with its own settings, in its own folder: drop {', '.join(given)}")
     try:
         with distributed_session(args.device) as device:
             return run(args, device)
@@ -143,7 +144,7 @@ def main(argv=None):
 
 
 def run(args, device):
-    """Train, evaluate and save as the parsed command line says."""
+    """Train, evaluate and save as the parsed command line says, in a run folder held for this run alone."""
     if args.resume:
         checkpoint = load_resumable(args.resume)
         recipe, model_kwargs = resumed_recipe(checkpoint, args), checkpoint["model_kwargs"]
@@ -154,35 +155,41 @@ def run(args, device):
         checkpoint, recipe, architecture = None, preset.recipe, preset.architecture
         config = {"preset": name, "seed": args.seed or 0, "quick": bool(args.quick)}
         out = Path(args.out or f"runs/{name}{'-quick' if args.quick else ''}-seed{config['seed']}")
-        if is_main_process():
-            prepare_out(out, args.overwrite)
     report = print if is_main_process() else (lambda *_, **__: None)
-    keep_freed_memory()  # a command owns its process: freed memory is kept for the next step
-    report(describe_device(device) + (f"; {world_size()} processes (DistributedDataParallel)"
-                                      if world_size() > 1 else ""))
-    generator = seed_everything(config["seed"])
-    model = build_model(architecture, **model_kwargs)
-    if args.check:
-        require_s7(model)
-    data = load_cifar10(args.data)
-    data = quick_data(data) if config["quick"] else data
-    report(f"{architecture}: {count_parameters(model):,} parameters; {recipe}")
-    try:
-        history = train(model, data, recipe, generator, device, checkpoint_path=out / "last.pt",
-                        resume_from=checkpoint, stop_after_epoch=args.stop_after_epoch, config=config)
-    except KeyboardInterrupt:
-        raise Interrupted(resume_hint(out / "last.pt")) from None
+    with claimed(out, args.overwrite, resuming=bool(args.resume)) if is_main_process() else nullcontext():
+        keep_freed_memory()  # a command owns its process: freed memory is kept for the next step
+        report(describe_device(device) + (f"; {world_size()} processes (DistributedDataParallel)"
+                                          if world_size() > 1 else ""))
+        generator = seed_everything(config["seed"])
+        model = build_model(architecture, **model_kwargs)
+        if args.check:
+            require_s7(model)
+        data = load_cifar10(args.data)
+        data = quick_data(data) if config["quick"] else data
+        report(f"{architecture}: {count_parameters(model):,} parameters; {recipe}")
+        try:
+            return train_and_save(model, data, recipe, generator, device, out, checkpoint, config, args, report)
+        except KeyboardInterrupt:
+            raise Interrupted(resume_hint(out / "last.pt")) from None
+
+
+def train_and_save(model, data, recipe, generator, device, out: Path, checkpoint, config, args, report):
+    """The run itself, then its final model and history.json; the test accuracy (None when stopped early)."""
+    history = train(model, data, recipe, generator, device, checkpoint_path=out / "last.pt", resume_from=checkpoint,
+                    stop_after_epoch=args.stop_after_epoch, config=config)
     if len(history) < recipe.epochs:
         report(f"stopped after epoch {len(history)} of {recipe.epochs}; go on with: "
-               f"python -m helpers.train --resume {out / 'last.pt'}")
+               f"{train_command('--resume', out / 'last.pt')}")
         return None
-    recipe = recipe_from_dict({**asdict(recipe), "precision": history[-1]["precision"]})
+    recipe = replace(recipe, precision=history[-1]["precision"])
     test_acc = evaluate(model, data.test_images, data.test_labels, tta=recipe.tta)
     if is_main_process():
+        architecture = type(model).__name__
         saved = save_checkpoint(model, out / model_filename(architecture), recipe=asdict(recipe), **config,
                                 history=history, processor=processor_name(device), test_acc=round(test_acc, 2))
         (out / "history.json").write_text(json.dumps({"architecture": architecture, "recipe": asdict(recipe),
                                                       **config, "history": history, "test_acc": test_acc}, indent=1))
+        remove_other_runs(out, architecture)
         report(f"final test accuracy: {test_acc:.2f}% (TTA: {recipe.tta}); saved {saved}")
     return test_acc
 
@@ -197,42 +204,6 @@ def resumed_recipe(checkpoint: dict, args):
         print(f"resuming in {recipe.precision}, not {saved.precision} as the run began: the remaining epochs round "
               f"differently, so the result will not equal an uninterrupted run's bit for bit")
     return recipe
-
-
-def prepare_out(out: Path, overwrite: bool) -> None:
-    """Check the run's folder before any training, so that no epoch is trained for nothing and nothing is lost:
-    it must be a writable folder, and an unfinished run in it is resumed, not silently replaced."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder: choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as error:
-        raise ConfigError(f"cannot write to --out {out} ({error.strerror or error}): choose another --out") from None
-    last = out / "last.pt"
-    if not last.exists():
-        return
-    if overwrite:
-        last.unlink()
-        return
-    try:
-        saved = load_resumable(last)
-        unfinished = saved["epoch"] < saved["recipe"]["epochs"]
-    except CheckpointError:
-        unfinished = True
-    if unfinished:
-        raise ConfigError(f"{out} holds an unfinished run: continue it with `python -m helpers.train --resume "
-                          f"{last}`, choose another --out, or pass --overwrite to start over")
-    print(f"{out} holds a finished run: its files are replaced by this one's")
-
-
-def resume_hint(last: Path) -> str:
-    """What an interrupted run kept, and the exact command that continues it."""
-    try:
-        epoch = load_resumable(last)["epoch"]
-    except CheckpointError:
-        return "stopped before the first epoch ended; nothing was saved"
-    return f"epoch {epoch} is saved in {last}; go on with: python -m helpers.train --resume {last}"
 
 
 def require_s7(model) -> None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoints import save_checkpoint
+from .checkpoints import CheckpointError, save_checkpoint
 from .data import CIFAR10, train_batches
 from .device import pick_device, processor_name
 from .distributed import all_reduce_sum, distribute, is_main_process, loss_weight, process_share, world_size
@@ -175,12 +175,16 @@ def restore(checkpoint: dict, model, optimizers, scaler, generator, recipe: Reci
     if checkpoint["train_images"] != train_images:
         raise ConfigError(f"the checkpoint was trained on {checkpoint['train_images']} images, not "
                           f"{train_images}: resume on the same data")
-    model.load_state_dict(checkpoint["state_dict"])
-    load_optimizer_states(optimizers, checkpoint)
-    if checkpoint.get("scaler") and recipe.precision == "fp16":  # only an fp16 run's scaler has a state to go on with
-        scaler.load_state_dict(checkpoint["scaler"])
-    torch.set_rng_state(checkpoint["torch_rng"])
-    generator.set_state(checkpoint["generator"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+        load_optimizer_states(optimizers, checkpoint)
+        if checkpoint.get("scaler") and recipe.precision == "fp16":  # only an fp16 run's scaler has a state to go on
+            scaler.load_state_dict(checkpoint["scaler"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        generator.set_state(checkpoint["generator"])
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"the checkpoint's saved state does not fit this run: {first_line}") from None
     return checkpoint["epoch"], checkpoint["step"], list(checkpoint["history"])
 
 

@@ -1,6 +1,7 @@
 """The command line found by trying to break it: its folder checked before any training, no run lost or silently
 replaced, Ctrl-C answered with the command that resumes, and inconsistent checkpoints as one error line."""
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import runs
 from helpers import train as cli_module
 from helpers.checkpoints import CheckpointError, load_model, load_resumable, save_checkpoint
 from helpers.train import main
@@ -71,8 +73,8 @@ def test_a_read_only_out_is_refused_before_training(small, tmp_path, capsys, mon
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(cli_module.tempfile, "TemporaryFile", read_only)
-    assert "cannot write to --out" in exits_with(["--out", str(tmp_path), *TINY], capsys)
+    monkeypatch.setattr(runs.tempfile, "TemporaryFile", read_only)
+    assert f"cannot write to {tmp_path} (Permission denied)" in exits_with(["--out", str(tmp_path), *TINY], capsys)
 
 
 def test_an_unfinished_run_is_refused_then_resumed_or_overwritten_on_request(small, tmp_path, capsys):
@@ -84,9 +86,8 @@ def test_an_unfinished_run_is_refused_then_resumed_or_overwritten_on_request(sma
     assert (tmp_path / "run" / "last.pt").read_bytes() == before  # nothing lost
     main(["--epochs", "2", *TINY, "--out", out, "--overwrite"])
     assert load_resumable(tmp_path / "run" / "last.pt")["epoch"] == 2
-    capsys.readouterr()
-    main(["--epochs", "1", *TINY, "--out", out])  # a finished run may be replaced, and it says so
-    assert "holds a finished run: its files are replaced" in capsys.readouterr().out
+    err = exits_with(["--epochs", "1", *TINY, "--out", out], capsys)  # a finished run is not replaced unasked
+    assert "holds a finished run (s7airnet.pt)" in err and "--overwrite to replace it" in err
 
 
 @pytest.mark.parametrize("seed", ["99999999999999999999999", "-1"])
@@ -101,7 +102,7 @@ def broken(tmp_path, **changes) -> Path:
     model = S7Net((8, 16, 32, 48))
     checkpoint = {"architecture": "S7Net", "model_kwargs": model.model_kwargs,
                   "state_dict": model.state_dict(), "recipe": {**asdict(cli_module.resolve("fast").recipe)},
-                  "optimizer": {}, "epoch": 1, "step": 4, "history": [], "torch_rng": torch.get_rng_state(),
+                  "optimizer": {}, "epoch": 1, "step": 4, "history": [{"epoch": 1}], "torch_rng": torch.get_rng_state(),
                   "generator": torch.Generator().get_state(), "train_images": 256, "config": {"seed": 0}}
     for key, value in changes.items():
         checkpoint[key] = value(checkpoint[key]) if callable(value) else value
@@ -162,3 +163,107 @@ def test_checkpoints_move_the_optimizer_state_to_the_cpu(tmp_path):
 def test_sync_batchnorm_without_a_gpu_is_one_error(small, tmp_path, capsys):
     err = exits_with(["--sync-batchnorm", *TINY, "--epochs", "1", "--device", "cpu", "--out", str(tmp_path)], capsys)
     assert "SyncBatchNorm needs GPUs" in err
+
+
+# --- found by trying to break it, third round -----------------------------------------------------------------
+
+def test_two_trainings_into_one_folder_at_once_the_second_is_refused(small, tmp_path, capsys):
+    """The first holds the folder's lock for as long as it trains (here: the test holds it as that first run would)."""
+    tmp_path.mkdir(exist_ok=True)
+    with open(tmp_path / runs.LOCK, "w") as lock:
+        fcntl = pytest.importorskip("fcntl")
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        err = exits_with(["--epochs", "1", *TINY, "--out", str(tmp_path)], capsys)
+    assert f"another training is writing to {tmp_path} now" in err and not (tmp_path / "last.pt").exists()
+    main(["--epochs", "1", *TINY, "--out", str(tmp_path)])  # the lock goes with its process
+    assert (tmp_path / "s7airnet.pt").exists()
+
+
+def test_resume_checks_that_it_can_write_its_folder_before_training(small, tmp_path, capsys, monkeypatch):
+    main(["--epochs", "2", *TINY, "--out", str(tmp_path), "--stop-after-epoch", "1"])
+    monkeypatch.setattr(cli_module, "train", lambda *a, **k: pytest.fail("trained before checking the folder"))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(runs.tempfile, "TemporaryFile", read_only)
+    assert "cannot write to" in exits_with(["--resume", str(tmp_path / "last.pt")], capsys)
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_written_its_own(small, tmp_path, capsys, monkeypatch):
+    main(["--epochs", "2", *TINY, "--out", str(tmp_path), "--stop-after-epoch", "1"])
+    before = (tmp_path / "last.pt").read_bytes()
+
+    def broken_data(root):
+        raise cli_module.DatasetError("data_batch_1.bin has MD5 0000, not the official one")
+
+    monkeypatch.setattr(cli_module, "load_cifar10", broken_data)
+    assert "not the official one" in exits_with(["--epochs", "2", *TINY, "--out", str(tmp_path), "--overwrite"],
+                                                capsys)
+    assert (tmp_path / "last.pt").read_bytes() == before  # still resumable
+
+
+def test_a_finished_run_of_another_network_is_replaced_only_when_asked_and_then_whole(small, tmp_path, capsys):
+    main(["--preset", "s7net", "--epochs", "1", *TINY, "--out", str(tmp_path)])
+    err = exits_with(["--epochs", "1", *TINY, "--out", str(tmp_path)], capsys)
+    assert "holds a finished run (s7net.pt)" in err
+    main(["--epochs", "1", *TINY, "--out", str(tmp_path), "--overwrite"])
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == \
+        ["history.json", "last.pt", "s7airnet.pt"]  # one run's files, not a mix
+
+
+def test_ctrl_c_in_the_final_evaluation_keeps_the_finished_run_and_resume_writes_the_model(small, tmp_path, capsys,
+                                                                                         monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_module, "evaluate", interrupted)
+        err = exits_with(["--epochs", "1", *TINY, "--out", str(tmp_path)], capsys, status=130)
+    assert "training finished (epoch 1 is saved in" in err and "the final model was not written" in err
+    assert "nothing was saved" not in err
+    test_acc = main(["--resume", str(tmp_path / "last.pt")])  # nothing left to train: evaluates and saves
+    assert (tmp_path / "s7airnet.pt").exists() and 0 <= test_acc <= 100
+
+
+def test_resume_writes_in_its_own_folder_and_says_to_drop_out(small, tmp_path, capsys):
+    main(["--epochs", "2", *TINY, "--out", str(tmp_path / "a"), "--stop-after-epoch", "1"])
+    err = exits_with(["--resume", str(tmp_path / "a" / "last.pt"), "--out", str(tmp_path / "b")], capsys)
+    assert "in its own folder: drop --out" in err and not (tmp_path / "b").exists()
+
+
+def test_printed_commands_can_be_pasted_into_a_shell(small, tmp_path, capsys):
+    out = tmp_path / "with space"
+    main(["--epochs", "2", *TINY, "--out", str(out), "--stop-after-epoch", "1"])
+    hint = capsys.readouterr().out.splitlines()[-1].split("go on with: ")[1]
+    assert hint == f"python -m helpers.train --resume '{out / 'last.pt'}'"
+    assert shlex.split(hint)[-1] == str(out / "last.pt")
+
+
+def test_a_last_pt_that_cannot_be_read_is_not_offered_for_resuming(small, tmp_path, capsys):
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    err = exits_with(["--epochs", "1", *TINY, "--out", str(tmp_path)], capsys)
+    assert "holds a last.pt that cannot be resumed" in err and "--resume" not in err
+
+
+@pytest.mark.parametrize("part, change", [
+    ("muon", lambda state: {**state, "state": {0: {"momentum_buffer": torch.zeros(3)}}}),
+    ("optimizer", lambda state: {**state, "param_groups": state["param_groups"][:1]}),
+    ("config", lambda config: ["seed", 0]),
+    ("generator", lambda state: state[:10]),
+    ("epoch", lambda epoch: 7),
+])
+def test_a_last_pt_edited_by_hand_is_one_checkpoint_error(small, tmp_path, capsys, part, change):
+    main(["--epochs", "2", *TINY, "--out", str(tmp_path), "--stop-after-epoch", "1"])
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    checkpoint[part] = change(checkpoint[part])
+    torch.save(checkpoint, tmp_path / "last.pt")
+    err = exits_with(["--resume", str(tmp_path / "last.pt")], capsys)
+    assert "error: " in err
+
+
+def test_a_bad_distributed_timeout_is_one_error_line(monkeypatch, capsys):
+    monkeypatch.setenv("S7_DIST_TIMEOUT", "abc")
+    for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    assert "S7_DIST_TIMEOUT must be a positive number of seconds, not 'abc'" in exits_with(["--quick"], capsys)

@@ -7,6 +7,7 @@ import socket
 import tarfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +61,22 @@ def test_missing_file_is_named(tmp_path):
     write_binary_layout(tmp_path, per_file=2)
     (tmp_path / BINARY_FOLDER / "data_batch_3.bin").unlink()
     with pytest.raises(DatasetError, match="data_batch_3.bin is missing"):
+        load_cifar10(tmp_path, download=False, strict=False)
+
+
+def test_an_unreadable_file_is_named_not_a_traceback(tmp_path, monkeypatch):
+    """chmod 000 as a user would: root (CI) reads it anyway, so the read is made to fail as it does for a user."""
+    write_binary_layout(tmp_path, per_file=2)
+    unreadable = tmp_path / BINARY_FOLDER / "data_batch_2.bin"
+    read_bytes = Path.read_bytes
+
+    def refuse(path):
+        if path == unreadable:
+            raise PermissionError(13, "Permission denied")
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(DatasetError, match="data_batch_2.bin cannot be read \\(Permission denied\\): check its permissions"):
         load_cifar10(tmp_path, download=False, strict=False)
 
 

@@ -128,7 +128,7 @@ def test_torchrun_trains_with_two_processes_and_only_rank_0_writes(tmp_path, rea
     assert result.returncode == 0, result.stderr
     assert "2 processes (DistributedDataParallel)" in result.stdout
     assert result.stdout.count("final test accuracy") == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "last.pt", "s7airnet.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "history.json", "last.pt", "s7airnet.pt"]
     assert load_model(tmp_path / "s7airnet.pt").model_kwargs["widths"] == [8, 16, 32, 48]
 
 

@@ -171,6 +171,14 @@ def test_missing_weights_are_one_clear_error(cifar_pngs, tmp_path, capsys):
                                       f"does not exist\n"
 
 
+def test_weights_whose_recipe_this_version_cannot_run_are_one_clear_error(weights, cifar_pngs, tmp_path, capsys):
+    checkpoint = torch.load(weights, weights_only=True)
+    torch.save({**checkpoint, "recipe": {"epochs": 1, "turbo": True}}, tmp_path / "odd.pt")
+    assert main([str(cifar_pngs[0]), "--weights", str(tmp_path / "odd.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a recipe this version cannot run: unknown recipe field(s) turbo" in err
+
+
 def test_the_module_runs_and_exits_with_status_2_on_a_bad_file(weights, cifar_pngs, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("hello\n")

@@ -99,14 +99,22 @@ def test_parameter_breaker_is_over_the_limit():
     assert count_parameters(model) == 671_722 + 147_456 + 589_824 + 512 + 1_280 == 1_410_794
 
 
-def test_wrong_device_fails(monkeypatch):
+def test_wrong_device_fails_and_the_row_says_what_this_machine_would_choose(monkeypatch):
+    monkeypatch.setattr(helpers.spec, "pick_device", lambda: CPU)
     results = by_name(S7Net(), device=torch.device("meta"))
     assert failures(results) == {"device"}
-    assert (results["device"].required, results["device"].measured) == ("parameters on meta", "cpu")
-    monkeypatch.setattr(helpers.spec, "pick_device", lambda: torch.device("meta"))
-    assert not check_s7(S7Net(), 85.0)[0].passed
-    monkeypatch.setattr(helpers.spec, "pick_device", lambda: CPU)
-    assert check_s7(S7Net(), 85.0)[0].passed
+    assert results["device"].required == "on meta, the device the run chose"
+    assert results["device"].measured == "on cpu; pick_device() picks cpu: no GPU found"
+    monkeypatch.setattr(helpers.spec, "pick_device", lambda: torch.device("cuda", 0))  # a machine with a GPU
+    assert check_s7(S7Net(), 85.0, device=torch.device("cuda", 0))[0].measured == "on cpu; pick_device() picks cuda:0"
+    assert not check_s7(S7Net(), 85.0, device=torch.device("cuda", 0))[0].passed
+
+
+def test_without_a_device_a_model_anywhere_passes_on_any_machine(monkeypatch):
+    """A library user's CPU model on a GPU machine is not wrong: by default the row only needs one device."""
+    monkeypatch.setattr(helpers.spec, "pick_device", lambda: torch.device("cuda", 0))
+    check = check_s7(S7Net(), 85.0)[0]
+    assert check.passed and check.required == "one device; the GPU when there is one"
 
 
 def test_model_on_another_device_is_traced_there():
@@ -118,7 +126,7 @@ def test_model_on_another_device_is_traced_there():
 
 def test_model_without_parameters_fails_the_device_check():
     check = check_s7(nn.Identity(), device=CPU)[0]
-    assert (check.measured, check.passed) == ("no parameters", False)
+    assert check.measured.startswith("on no device: no parameters") and not check.passed
 
 
 @pytest.mark.parametrize("accuracy, measured, passed", [
@@ -128,8 +136,14 @@ def test_model_without_parameters_fails_the_device_check():
 ])
 def test_accuracy(accuracy, measured, passed):
     check = check_s7(nn.Identity(), accuracy, device=CPU)[-1]
-    assert (check.name, check.required, check.measured, check.passed) == ("test accuracy", ">= 80%", measured,
-                                                                          passed)
+    assert (check.name, check.required, check.measured, check.passed) == \
+        ("test accuracy", ">= 80% without TTA", measured, passed)
+
+
+def test_the_plain_accuracy_counts_and_the_tta_one_is_shown_beside_it():
+    check = check_s7(nn.Identity(), 79.92, tta_accuracy=81.31, device=CPU)[-1]
+    assert (check.measured, check.passed) == ("79.92% (81.31% with TTA)", False)
+    assert check_s7(nn.Identity(), 80.36, tta_accuracy=81.39, device=CPU)[-1].passed
 
 
 def test_model_whose_forward_fails_gets_failed_checks_not_an_exception():
