@@ -34,7 +34,7 @@ from helpers.evaluation import evaluate  # noqa: E402
 from helpers.models import build_model, count_parameters  # noqa: E402
 from helpers.muon import newton_schulz_flops  # noqa: E402
 from helpers.optimizers import muon_banks  # noqa: E402
-from helpers.recipes import ConfigError, Recipe, quick_data  # noqa: E402
+from helpers.recipes import ConfigError, Recipe, quick_data, training_steps  # noqa: E402
 from helpers.train import USER_ERRORS, add_run_options, fail, resolve_options  # noqa: E402
 from helpers.training import seed_everything, train  # noqa: E402
 from helpers.zoo import count_macs  # noqa: E402
@@ -97,7 +97,7 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
     peak = max(probes)
     recipe = replace(preset.recipe, precision=history[-1]["precision"])
     seconds = sum(h["seconds"] for h in history)
-    steps = recipe.epochs * (len(data.train_images) // recipe.batch_size)
+    steps = training_steps(len(data.train_images), recipe)
     images = steps * recipe.batch_size
     muon_tflop = steps * sum(newton_schulz_flops(p.shape) for p in muon_banks(model, recipe)) / 1e12
     train_tflop = 6 * macs * images / 1e12 + muon_tflop

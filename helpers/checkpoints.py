@@ -5,6 +5,7 @@ helpers.models, the arguments that rebuild it, and its weights, on the CPU. Fina
 seed that made them; resumable ones (last.pt) add the optimiser, the schedule step and the random states.
 Everything loads with weights_only=True, so opening a file never runs code from it.
 """
+import math
 import os
 import pickle
 import warnings
@@ -114,8 +115,8 @@ def load_resumable(path) -> dict:
     if wrong:
         raise CheckpointError(f"{path} is not a run this version can resume: its {', '.join(wrong)} not of the kind "
                               f"training saves")
-    epoch, epochs = checkpoint["epoch"], checkpoint["recipe"]["epochs"]
-    if not 0 < epoch <= epochs or len(checkpoint["history"]) != epoch:
+    epoch, epochs = checkpoint["epoch"], recipe_from_dict(checkpoint["recipe"]).epochs
+    if not 0 < epoch <= math.ceil(epochs) or len(checkpoint["history"]) != epoch:
         raise CheckpointError(f"{path} is not a run this version can resume: epoch {epoch} of {epochs}, with "
                               f"{len(checkpoint['history'])} epochs of history")
     rebuild_model(checkpoint, path)  # its network, arguments and weights must fit together before any work starts

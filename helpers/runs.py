@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .checkpoints import CheckpointError, load_resumable, model_filename
 from .models import ARCHITECTURES
-from .recipes import ConfigError
+from .recipes import ConfigError, epoch_count, epochs_text, recipe_from_dict
 
 try:
     import fcntl  # POSIX: a lock the system releases when its process ends, however it ends
@@ -46,8 +46,8 @@ def run_in(out: Path) -> str | None:
             saved = load_resumable(last)
         except CheckpointError as error:
             return f"a last.pt that cannot be resumed ({error})"
-        if saved["epoch"] < saved["recipe"]["epochs"]:
-            return f"an unfinished run (epoch {saved['epoch']} of {saved['recipe']['epochs']})"
+        if saved["epoch"] < epoch_count(recipe_from_dict(saved["recipe"])):
+            return f"an unfinished run (epoch {saved['epoch']} of {epochs_text(saved['recipe']['epochs'])})"
     if models or (out / "history.json").exists():
         return f"a finished run ({', '.join(sorted(models)) or 'history.json'})"
     return None
@@ -89,7 +89,7 @@ def resume_hint(last: Path) -> str:
         saved = load_resumable(last)
     except CheckpointError:
         return "stopped before the first epoch ended; nothing was saved"
-    if saved["epoch"] >= saved["recipe"]["epochs"]:
+    if saved["epoch"] >= epoch_count(recipe_from_dict(saved["recipe"])):
         return (f"training finished (epoch {saved['epoch']} is saved in {last}) but the final model was not written; "
                 f"write it with: {train_command('--resume', last)}")
     return f"epoch {saved['epoch']} is saved in {last}; go on with: {train_command('--resume', last)}"

@@ -21,7 +21,7 @@ from .distributed import (DistributedSetupError, DistributedTimeoutError, distri
                           world_size)
 from .evaluation import evaluate
 from .models import ARCHITECTURES, build_model, count_parameters
-from .recipes import (DEFAULT_PRESET, PRECISIONS, PRESETS, ConfigError, Preset, epochs_text, quick_data,
+from .recipes import (DEFAULT_PRESET, PRECISIONS, PRESETS, ConfigError, Preset, epoch_count, epochs_text, quick_data,
                       recipe_from_dict, resolve)
 from .runs import claimed, remove_other_runs, resume_hint, train_command
 from .spec import check_s7
@@ -39,6 +39,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> float:
+    """An --epochs such as 12 or 1.5 (a whole number stays an int, as the presets write it)."""
+    try:
+        value = int(text) if text.isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
 def seed_value(text: str) -> int:
     value = int(text)
     if not 0 <= value <= MAX_SEED:
@@ -51,15 +62,17 @@ def preset_summary(name: str) -> str:
     help can never disagree with PRESETS."""
     preset = PRESETS[name]
     defaults = inspect.signature(ARCHITECTURES[preset.architecture]).parameters
-    widths = preset.model_kwargs.get("widths", defaults["widths"].default)
-    return f"{name}: {preset.architecture} {' '.join(map(str, widths))}, {epochs_text(preset.recipe.epochs)}"
+    widths = preset.model_kwargs.get("widths", defaults["widths"].default if "widths" in defaults else None)
+    shape = f" {' '.join(map(str, widths))}" if widths else ""
+    return f"{name}: {preset.architecture}{shape}, {epochs_text(preset.recipe.epochs)}"
 
 
 def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False) -> None:
     """The options every training command shares; --quick composes with the others the same way everywhere."""
     parser.add_argument("--preset", choices=sorted(PRESETS), help=f"network (its widths) and training recipe; "
                         f"default {DEFAULT_PRESET} ({'; '.join(map(preset_summary, PRESETS))})")
-    parser.add_argument("--epochs", type=positive_int, help="override the preset's number of epochs (the "
+    parser.add_argument("--epochs", type=positive_number, help="override the preset's number of epochs, a fraction "
+                                                              "ending the last one early (the "
                                                             "learning-rate schedule spans them)")
     parser.add_argument("--batch-size", type=positive_int, help="override the preset's (global) batch size")
     parser.add_argument("--widths", type=positive_int, nargs=4, metavar="W",
@@ -177,8 +190,8 @@ def train_and_save(model, data, recipe, generator, device, out: Path, checkpoint
     """The run itself, then its final model and history.json; the test accuracy (None when stopped early)."""
     history = train(model, data, recipe, generator, device, checkpoint_path=out / "last.pt", resume_from=checkpoint,
                     stop_after_epoch=args.stop_after_epoch, config=config)
-    if len(history) < recipe.epochs:
-        report(f"stopped after epoch {len(history)} of {recipe.epochs}; go on with: "
+    if len(history) < epoch_count(recipe):
+        report(f"stopped after epoch {len(history)} of {epochs_text(recipe.epochs)}; go on with: "
                f"{train_command('--resume', out / 'last.pt')}")
         return None
     recipe = replace(recipe, precision=history[-1]["precision"])

@@ -6,6 +6,7 @@ helpers below it each do one thing it calls from one place: the schedule, the ep
 keeps to resume, and the choice of precision. The command line is helpers.train; the recipes, helpers.recipes.
 """
 import copy
+import itertools
 import statistics
 import sys
 import time
@@ -24,7 +25,7 @@ from .evaluation import evaluate
 from .optimizers import build_optimizers, load_optimizer_states, optimizer_states, set_learning_rate
 from .precision import (CPU_CANDIDATES, autocast, device_reason, fastest, fixed_choice, grad_scaler, remember,
                         remembered)
-from .recipes import ConfigError, Recipe, recipe_from_dict
+from .recipes import ConfigError, Recipe, epoch_count, recipe_from_dict, training_steps
 
 PROBE_ROUNDS, PROBE_STEPS = 3, 2  # auto on a CPU: rounds of training steps per precision, interleaved, after one
 #                                   untimed round that selects the kernels and allocates the memory
@@ -60,6 +61,7 @@ def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Gene
     with `config` (plain values the caller needs to rebuild the run, such as the seed) stored as given.
     resume_from: such a loaded state; training goes on after its epoch exactly as if never interrupted.
     stop_after_epoch: return after this epoch, the schedule still spanning recipe.epochs, to resume later.
+    A fractional recipe.epochs (1.5) ends the last epoch early, after its share of the steps.
     A non-finite loss raises NonFiniteLossError at the end of its epoch, before anything of it is written.
     Under torchrun (see helpers.distributed) each process trains on its own slice of every batch.
     """
@@ -76,15 +78,15 @@ def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Gene
         if resume_from else (0, 0, [])
     net = distribute(model, device, recipe.sync_batchnorm, share.stop - share.start)
     net = torch.compile(net) if recipe.compile else net
-    steps_per_epoch = len(data.train_images) // recipe.batch_size
-    total_steps, weight = recipe.epochs * steps_per_epoch, loss_weight(share, recipe.batch_size)
-    for epoch in range(done + 1, min(recipe.epochs, stop_after_epoch or recipe.epochs) + 1):
+    total_steps, weight = training_steps(len(data.train_images), recipe), loss_weight(share, recipe.batch_size)
+    for epoch in range(done + 1, min(epoch_count(recipe), stop_after_epoch or epoch_count(recipe)) + 1):
         net.train()
         start, losses, correct = time.perf_counter(), [], []
         batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator, recipe.translate,
                                 recipe.flip, recipe.channels_last, share,
                                 alternate_flip_epoch=epoch if recipe.alternate_flip else None)
-        for x, y in progress_bar(batches, steps_per_epoch, epoch, progress):
+        steps = min(len(data.train_images) // recipe.batch_size, total_steps - step)  # a fractional epoch ends early
+        for x, y in progress_bar(itertools.islice(batches, steps), steps, epoch, progress):
             set_learning_rate(optimizers, learning_rate(step, total_steps, recipe))
             with autocast(device, recipe.precision):
                 logits = net(x)

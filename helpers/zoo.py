@@ -37,10 +37,12 @@ def upsampler_zoo(in_channels: int = 16, out_channels: int = 32) -> dict:
 
 
 def count_macs(model: nn.Module, input_shape) -> int:
-    """Multiply-accumulates of one forward pass on one image, summed by forward hooks on every convolution.
+    """Multiply-accumulates of one forward pass on one image, summed by forward hooks on every convolution and
+    linear layer.
 
-    A Conv2d spends one weight slice, (in_channels/groups) * kh * kw MACs, per output element; a ConvTranspose2d
-    spends one, (out_channels/groups) * kh * kw, per input element (the inserted zeros cost nothing).
+    A Conv2d spends one weight slice, (in_channels/groups) * kh * kw MACs, per output element, and a Linear one
+    row, in_features, per output; a ConvTranspose2d spends one slice, (out_channels/groups) * kh * kw, per input
+    element (the inserted zeros cost nothing).
     """
     macs = 0
 
@@ -49,7 +51,7 @@ def count_macs(model: nn.Module, input_shape) -> int:
         elements = inputs[0] if isinstance(module, nn.ConvTranspose2d) else output
         macs += elements.numel() * module.weight[0].numel()
 
-    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
     handles = [conv.register_forward_hook(hook) for conv in convs]
     try:
         with torch.no_grad():

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from helpers.models import S7Net
-from helpers.checkpoints import load_model, save_checkpoint
+from helpers.checkpoints import load_model, load_resumable, save_checkpoint
 from helpers.train import main
 from helpers.evaluation import evaluate, predict
-from helpers.recipes import PRESETS, Recipe, quick_data, resolve
+from helpers.recipes import PRESETS, Recipe, epochs_text, quick_data, resolve
 from helpers.training import learning_rate, seed_everything, train
 
 TINY = (8, 16, 32, 48)  # S7Net widths small enough for a few CPU steps in a test
@@ -115,7 +115,7 @@ def test_command_line_help_lists_the_options(capsys):
     # Each preset's network and length, read from the presets themselves (full uses S7AirNet's default widths).
     words = " ".join(help_text.split())
     for summary in ("fast: S7AirNet 24 128 256 256, 1 epoch;", "full: S7AirNet 64 256 256 256, 12 epochs",
-                    "s7net: S7Net 32 64 128 192, 4 epochs"):
+                    "s7net: S7Net 32 64 128 192, 4 epochs", "tutorial: TutorialNet, 2 epochs"):
         assert summary in words
 
 
@@ -134,3 +134,26 @@ def test_unknown_preset_is_rejected_by_the_parser(capsys):
         main(["--preset", "turbo"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'turbo'" in capsys.readouterr().err
+
+
+def test_a_fractional_epoch_count_ends_the_last_epoch_early_with_the_schedule(small_real, tmp_path):
+    """airbench trains 9.9 epochs: here 1.5 epochs of 16 steps are 16 + 8 steps, the lr reaching zero at the last."""
+    model, history = _train(small_real, epochs=1.5)
+    assert [len(h["step_loss"]) for h in history] == [16, 8]
+    recipe = replace(Recipe(), batch_size=64, epochs=1.5)
+    # warm-up 25%: 6 steps up, 18 down, the last step at 1/18 of the peak
+    assert learning_rate(23, 24, recipe) == pytest.approx(recipe.lr / 18) and learning_rate(24, 24, recipe) == 0
+    # Stopped after the first epoch and resumed, it ends where the whole run ends.
+    generator = seed_everything(0)
+    stopped = S7Net(TINY)
+    run = replace(Recipe(), batch_size=64, epochs=1.5, precision="fp32")
+    train(stopped, small_real, run, generator, torch.device("cpu"), progress=False, checkpoint_path=tmp_path / "l.pt",
+          stop_after_epoch=1)
+    resumed = S7Net(TINY)
+    train(resumed, small_real, run, seed_everything(0), torch.device("cpu"), progress=False,
+          resume_from=load_resumable(tmp_path / "l.pt"))
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), model.state_dict().values()))
+
+
+def test_epochs_are_said_as_a_person_says_them():
+    assert [epochs_text(n) for n in (1, 1.0, 1.5, 12)] == ["1 epoch", "1 epoch", "1.5 epochs", "12 epochs"]

@@ -5,10 +5,17 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from helpers.models import TutorialNet
 from helpers.zoo import (LECTURE_INPUT, LECTURE_KERNEL, checkerboard_demo, checkerboard_figure, checkerboard_score,
-                         conv_table, format_table, rf_growth, rf_growth_figure, shared_range, upsampler_table,
-                         worked_example)
+                         conv_table, count_macs, format_table, rf_growth, rf_growth_figure, shared_range,
+                         upsampler_table, worked_example)
 from tests.conftest import png_kb
+
+
+def test_linear_layers_count_their_multiply_adds_too():
+    """The tutorial network's three linear layers: 400 x 120 + 120 x 84 + 84 x 10 beside its two convolutions."""
+    convs = 6 * 28 * 28 * 3 * 5 * 5 + 16 * 10 * 10 * 6 * 5 * 5
+    assert count_macs(TutorialNet(), (3, 32, 32)) == convs + 400 * 120 + 120 * 84 + 84 * 10
 
 
 def test_conv_table_matches_the_lecture():
