@@ -83,11 +83,12 @@ def sample_grid(images, labels, classes, per_class: int = 6):
 
 
 def training_curves(history, title: str = ""):
-    """Loss, and train/test accuracy, through training, from a history as returned by helpers.train.train.
+    """Loss, and train/test accuracy, through training, from a history as returned by helpers.training.train.
 
     The training lines follow every step where the history holds them (a one-epoch run still draws a curve),
     averaged over a twentieth of an epoch, as one batch is noisy; older histories give one point per epoch. The test
-    accuracy is measured once per epoch."""
+    accuracy (plain, no TTA) is measured at the end of each epoch. The x axis counts epochs, in fractions for a
+    run of a few."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, key, label, epoch_key in ((loss_ax, "step_loss", "train loss", "loss"),
                                       (acc_ax, "step_acc", "train (augmented)", "train_acc")):
@@ -96,25 +97,38 @@ def training_curves(history, title: str = ""):
             ax.plot(x, y, "-", label=f"{label}, mean of {window} steps")
         else:
             ax.plot([h["epoch"] for h in history], [h[epoch_key] for h in history], "o-", label=label)
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy (label-smoothed)", title="loss")
+    steps = len(history[0].get("step_loss", [])) if history else 0
+    epoch_label = f"epoch ({steps:,} steps each)" if steps else "epoch"
+    loss_ax.set(xlabel=epoch_label, ylabel="cross-entropy (label-smoothed)", title="loss")
     tested = [h for h in history if h.get("test_acc") is not None]
     if tested:  # a run that did not evaluate per epoch has test_acc None throughout: no test line, no legend entry
-        acc_ax.plot([h["epoch"] for h in tested], [h["test_acc"] for h in tested], "s-", label="test")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy" if tested else "accuracy (train only)")
+        ends = dict(zip((h["epoch"] for h in history), epoch_ends(history)))
+        acc_ax.plot([ends[h["epoch"]] for h in tested], [h["test_acc"] for h in tested], "s-",
+                    label="test, plain (end of epoch)")
+    acc_ax.set(xlabel=epoch_label, ylabel="accuracy (%)", title="accuracy" if tested else "accuracy (train only)")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True, min_n_ticks=1))  # 30 epochs: 0, 5, ..., not 1..30
+        # 30 epochs: 0, 5, 10, ..., not 1..30; one epoch: 0, 0.2, ..., 1, not a single tick
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=len(history) > 3, min_n_ticks=3))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
+def epoch_ends(history) -> list[float]:
+    """Where each epoch ends on the x axis: at its number, a fractional last epoch at its share of a full one (the
+    first epoch's steps)."""
+    full = len(history[0].get("step_loss", [0]))
+    return [h["epoch"] - 1 + len(h.get("step_loss", [0])) / full for h in history]
+
+
 def step_series(history, key: str):
-    """(x in epochs, the running mean of history's per-step `key`, the window in steps): step i of epoch e (n
-    steps) sits at e - 1 + (i + 1) / n, so that each epoch's last step meets its test point."""
-    x = np.concatenate([h["epoch"] - 1 + np.arange(1, len(h[key]) + 1) / len(h[key]) for h in history])
+    """(x in epochs, the running mean of history's per-step `key`, the window in steps): step i of an epoch sits at
+    e - 1 + (i + 1) / n, n a full epoch's steps, so that each epoch's last step meets its test point."""
+    full = len(history[0][key])
+    x = np.concatenate([h["epoch"] - 1 + np.arange(1, len(h[key]) + 1) / full for h in history])
     values = np.concatenate([h[key] for h in history])
     window = max(1, len(history[0][key]) // 20)
     means = np.convolve(values, np.ones(window) / window, mode="valid")
@@ -125,7 +139,8 @@ def misclassified_gallery(images, labels, logits, classes, count: int = 24, colu
     """The test images the model gets wrong with the most confidence, titled "true -> predicted (p)"."""
     wrong, predicted, confidence = most_confident_mistakes(labels, logits, count)
     rows = max(1, -(-len(wrong) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.75), squeeze=False)
+    # constrained layout: each row's two-line titles get their own room, never over the images above them
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.9), squeeze=False, layout="constrained")
     for ax, i in zip(axes.flat, wrong.tolist() + [None] * (rows * columns - len(wrong))):
         if i is None:
             ax.axis("off")
@@ -133,7 +148,6 @@ def misclassified_gallery(images, labels, logits, classes, count: int = 24, colu
         title = f"{classes[labels[i]]}\n-> {classes[predicted[i]]} ({confidence[i]:.2f})"
         show_image(ax, images[i], title, color="crimson")
     fig.suptitle(f"{len(wrong)} most confident mistakes ({(predicted != labels.cpu()).sum().item()} in all)")
-    fig.tight_layout()
     return fig
 
 

@@ -149,11 +149,14 @@ def text_table(lines: list[list[str]], right_from: int) -> list[str]:
 
 
 def format_rf_table(rows: list[dict]) -> str:
-    """A fixed-width text table for the notebook, ending with the final receptive field."""
+    """A fixed-width text table for the notebook, ending with the final receptive field. A global pool's row says
+    "whole map" where a receptive field would be: it pools everything the layer before it sees, whose field is the
+    network's (the formula would add its window's size to it, a number that means nothing)."""
     header = ["layer", "kind", "k", "s", "p", "d", "n in->out", "j in->out", "r in->out", ""]
     lines = [[row["name"], row["kind"],
               *(str(row[key]) for key in ("kernel", "stride", "padding", "dilation")),
-              *(f"{row[key + '_in']} -> {row[key + '_out']}" for key in "njr"),
+              *(f"{row[key + '_in']} -> {row[key + '_out']}" for key in "nj"),
+              f"{row['r_in']} -> {'whole map' if row['global_pool'] else row['r_out']}",
               "*" if row["approximate"] else ""] for row in rows]
     text = text_table([header, *lines], right_from=2)
     index = _final_index(rows)

@@ -83,7 +83,8 @@ def test_training_curves_thirty_epochs_have_few_integer_ticks():
         ticks = integer_ticks_in_view(ax)
         assert 2 <= len(ticks) <= 11 and all(float(t).is_integer() for t in ticks)
         assert ax.get_title() and ax.get_xlabel() == "epoch" and ax.get_ylabel()
-    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["train (augmented)", "test"]
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["train (augmented)",
+                                                                           "test, plain (end of epoch)"]
     assert fig._suptitle.get_text() == "title"
 
 
@@ -95,9 +96,11 @@ def test_training_curves_without_test_accuracy_show_the_train_accuracy_only():
     assert list(acc_ax.get_lines()[0].get_ydata()) == [50 + e for e in range(1, 31)]
 
 
-def test_training_curves_one_epoch():
-    ticks = integer_ticks_in_view(training_curves(history(1, tested=True)).axes[0])
-    assert ticks and all(float(t).is_integer() for t in ticks)
+def test_training_curves_of_one_epoch_have_fractional_ticks_not_a_single_one():
+    ax = training_curves(history(1, tested=True)).axes[0]
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    assert len(ticks) >= 3 and not all(float(t).is_integer() for t in ticks)
 
 
 def test_a_history_with_steps_draws_each_step_averaged_over_a_twentieth_of_an_epoch():
@@ -111,10 +114,16 @@ def test_a_history_with_steps_draws_each_step_averaged_over_a_twentieth_of_an_ep
     train, test = fig.axes[1].get_lines()
     assert list(train.get_ydata()[:2]) == [0.5, 1.5] and list(test.get_xdata()) == [1]
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["train (augmented), mean of 2 steps",
-                                                                           "test"]
+                                                                           "test, plain (end of epoch)"]
+    assert fig.axes[0].get_xlabel() == "epoch (40 steps each)"
     two_epochs = one_epoch + [{**one_epoch[0], "epoch": 2}]
     x = training_curves(two_epochs).axes[0].get_lines()[0].get_xdata()
     assert len(x) == 2 * steps - 1 and x[steps - 2] == 1.0 and x[-1] == 2.0  # the window runs across epochs
+    # A fractional last epoch (1.5 epochs) ends half-way, and so does its test point.
+    half = [{**one_epoch[0], "epoch": 2, "step_loss": one_epoch[0]["step_loss"][:20],
+             "step_acc": one_epoch[0]["step_acc"][:20]}]
+    fig = training_curves(one_epoch + half)
+    assert fig.axes[0].get_lines()[0].get_xdata()[-1] == 1.5 and list(fig.axes[1].get_lines()[1].get_xdata()) == [1, 1.5]
 
 
 def test_misclassified_gallery_titles_and_png_size():

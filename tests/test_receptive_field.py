@@ -85,6 +85,7 @@ def test_format_ends_with_the_final_receptive_field():
     assert text[7].split() == ["c3.0.0", "dilated", "conv", "3", "1", "2", "2", "8", "->", "8", "4", "->", "4",
                                "14", "->", "30"]
     assert text[-1] == "final receptive field: 74 px (at c4.1.0, the last layer before global pooling)"
+    assert text[-2].split()[-4:] == ["74", "->", "whole", "map"]  # global pooling: no field of its own to add
 
 
 def test_tracing_leaves_the_model_untouched():
