@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.checkpoints import save_checkpoint  # noqa: E402
 from helpers.data import load_cifar10  # noqa: E402
-from helpers.device import keep_freed_memory, pick_device, processor_name, synchronize  # noqa: E402
+from helpers.device import keep_freed_memory, peak_gflops, pick_device, processor_name, synchronize  # noqa: E402
 from helpers.evaluation import evaluate  # noqa: E402
 from helpers.models import build_model, count_parameters  # noqa: E402
 from helpers.muon import newton_schulz_flops  # noqa: E402
@@ -41,39 +41,6 @@ from helpers.zoo import count_macs  # noqa: E402
 
 
 WARMUP_STEPS = 5  # an untimed run of this many steps first: kernels chosen (cuDNN's benchmark), memory allocated
-GPU_MATMUL_SIZE = 8192  # a GPU does a 2048^3 matmul in microseconds: launch and sync would be timed, not the math
-
-
-def peak_gflops(device, repeats: int = 5) -> float:
-    """The machine's own limit: the best of fp32 and bf16 dense matmul, median of `repeats`, in GFLOP/s."""
-    size = GPU_MATMUL_SIZE if device.type == "cuda" else 2048
-    best = 0.0
-    for dtype in (torch.float32, torch.bfloat16):
-        a, b = (torch.randn(size, size, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
-        a @ b  # warm-up
-        seconds = statistics.median(seconds_of(lambda: a @ b, device) for _ in range(repeats))
-        best = max(best, 2 * size**3 / seconds / 1e9)
-    return best
-
-
-def seconds_of(work, device, times: int = 10) -> float:
-    """Seconds one call of work() takes: timed with CUDA events over `times` calls on a GPU, by the clock once
-    elsewhere (a CPU's matmul of 2048^3 takes tens of milliseconds)."""
-    if device.type != "cuda":
-        synchronize(device)
-        start = time.perf_counter()
-        work()
-        synchronize(device)
-        return time.perf_counter() - start
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(times):
-        work()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1000 / times
-
-
 def warm_up(data, preset, model_kwargs, device) -> float:
     """Seconds of an untimed run of WARMUP_STEPS steps of a throwaway copy of the network, before the seed's run:
     what a first step costs beyond the others (kernel selection, allocation, the precision decided or read from

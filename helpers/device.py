@@ -1,6 +1,8 @@
 """Which device to run on: the same code uses a GPU when there is one and the CPU otherwise."""
 import ctypes
 import platform
+import statistics
+import time
 
 import torch
 
@@ -88,3 +90,36 @@ def cpu_name(cpuinfo: str) -> str:
     numbers = [f"{label} {fields[key]}" for key, label in (("cpu family", "family"), ("model", "model"))
                if fields.get(key)]
     return fields["model name"] + (f" ({', '.join(numbers)})" if numbers else "")
+
+
+GPU_MATMUL_SIZE = 8192  # a GPU does a 2048^3 matmul in microseconds: launch and sync would be timed, not the math
+
+
+def peak_gflops(device, repeats: int = 5) -> float:
+    """The machine's own limit: the best of fp32 and bf16 dense matmul, median of `repeats`, in GFLOP/s."""
+    size = GPU_MATMUL_SIZE if device.type == "cuda" else 2048
+    best = 0.0
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = (torch.randn(size, size, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
+        a @ b  # warm-up
+        seconds = statistics.median(seconds_of(lambda: a @ b, device) for _ in range(repeats))
+        best = max(best, 2 * size**3 / seconds / 1e9)
+    return best
+
+
+def seconds_of(work, device, times: int = 10) -> float:
+    """Seconds one call of work() takes: timed with CUDA events over `times` calls on a GPU, by the clock once
+    elsewhere (a CPU's matmul of 2048^3 takes tens of milliseconds)."""
+    if device.type != "cuda":
+        synchronize(device)
+        start = time.perf_counter()
+        work()
+        synchronize(device)
+        return time.perf_counter() - start
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(times):
+        work()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1000 / times

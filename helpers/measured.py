@@ -15,9 +15,14 @@ def benchmark_runs(folder=RESULTS) -> list[dict]:
             for record in map(json.loads, path.read_text().splitlines()) if "seed" in record]
 
 
-def run_time_table(presets, records) -> str:
+def run_time_table(presets, records, peak: float | None = None) -> str:
     """One line per preset: the median training time of its committed runs on a CPU and on a GPU, one figure per
-    processor (the same preset runs 3x faster on one CPU than on another), with the precision, or "not measured"."""
+    processor (the same preset runs several times faster on one CPU than on another), with the precision, or "not
+    measured"; with `peak` (this machine's matmul GFLOP/s, device.peak_gflops), the time to expect here.
+
+    The expectation divides the runs' compute in TFLOP-equivalents (seconds x their machine's peak) by this
+    machine's peak: it carries across processors far better than seconds, not exactly (a CPU reaches a larger
+    share of its peak on some networks than another does)."""
     lines = []
     for preset in presets:
         cells = []
@@ -26,7 +31,11 @@ def run_time_table(presets, records) -> str:
             processors = dict.fromkeys(r["processor"] for r in runs)
             figures = [time_figure([r for r in runs if r["processor"] == p]) for p in processors]
             cells.append(f"{kind.upper()}: {', '.join(figures) or 'not measured'}")
-        lines.append(f"{preset:>6}: " + "; ".join(cells))
+        runs = [r for r in records if r["preset"] == preset and "peak_tflop_s" in r]
+        if peak and runs:
+            expected = statistics.median(r["peak_tflop_s"] for r in runs) * 1000 / peak
+            cells.append(f"here: about {duration_text(expected)}")
+        lines.append(f"{preset:>8}: " + "; ".join(cells))
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 
 from torch import nn
 
-from .checkpoints import CheckpointError, WEIGHTS, load_checkpoint, rebuild_model, weights_path
+from .checkpoints import WEIGHTS, CheckpointError, load_checkpoint, provenance, rebuild_model, weights_path
 from .evaluation import evaluate
 from .models import build_model, count_parameters
 from .receptive_field import final_rf, rf_table
@@ -66,7 +66,7 @@ class Obtained:
     preset: str
     model: nn.Module
     history: list
-    source: str  # "trained here" or the committed file's name
+    source: str  # "trained here", or "loaded weights/<file>: <where it came from>"
 
 
 def committed_seeds(preset: str) -> list[int]:
@@ -89,9 +89,11 @@ def require_committed(presets, seed: int) -> None:
 def obtain(preset: str, seed: int, load: bool, data, device, quick: bool = False) -> Obtained:
     """The preset's committed model for this seed (load), or the network trained here from that seed."""
     if load:
-        checkpoint = load_checkpoint(weights_path(preset, seed))
-        model = rebuild_model(checkpoint, weights_path(preset, seed)).to(device)
-        return Obtained(preset, model, checkpoint.get("history", []), f"weights/{weights_path(preset, seed).name}")
+        path = weights_path(preset, seed)
+        checkpoint = load_checkpoint(path)
+        model = rebuild_model(checkpoint, path).to(device)
+        return Obtained(preset, model, checkpoint.get("history", []),
+                        f"loaded weights/{path.name}: {provenance(checkpoint)}")
     run = resolve(preset, quick=quick)
     generator = seed_everything(seed)  # then the network: its initial weights come from the seed too
     model = build_model(run.architecture, **run.model_kwargs)

@@ -29,6 +29,7 @@ from .recipes import ConfigError, Recipe, epoch_count, recipe_from_dict, trainin
 
 PROBE_ROUNDS, PROBE_STEPS = 3, 2  # auto on a CPU: rounds of training steps per precision, interleaved, after one
 #                                   untimed round that selects the kernels and allocates the memory
+MIN_CORE_SHARE = 0.75  # a probe that got less of its threads' time shared the machine: its answer is not remembered
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -226,28 +227,35 @@ def measured_precision(model, recipe: Recipe, device) -> tuple[str, str]:
     known = remembered(key) if world_size() == 1 else None
     if known and known.get("choice") in CPU_CANDIDATES:
         return known["choice"], f"measured on this processor before: {rates_text(known['rates'])}{pin}"
-    rates = {p: all_reduce_sum(torch.tensor(rate)).item() for p, rate in step_rates(model, recipe, device).items()}
-    choice = fastest(rates)
-    if is_main_process():
+    rates, share = step_rates(model, recipe, device)
+    rates = {p: all_reduce_sum(torch.tensor(rate)).item() for p, rate in rates.items()}
+    choice, busy = fastest(rates), share < MIN_CORE_SHARE
+    if is_main_process() and not busy:
         remember(key, {"choice": choice, "rates": rates})
+    kept = (f"; the machine was busy (the probe had {share:.0%} of its threads' time), so this is measured again "
+            f"next run" if busy else "")
     return choice, (f"{rates_text(rates)}: medians of {PROBE_ROUNDS} interleaved rounds of {PROBE_STEPS} steps at "
-                    f"batch {batch}; bf16 only when clearly faster{pin}")
+                    f"batch {batch}; bf16 only when clearly faster{kept}{pin}")
 
 
 def rates_text(rates: dict) -> str:
     return ", ".join(f"{p} {rate:,.0f} img/s" for p, rate in rates.items())
 
 
-def step_rates(model, recipe: Recipe, device) -> dict[str, float]:
-    """Training images per second of each CPU candidate precision: train() itself on copies of the model and on
-    made-up images, in interleaved rounds (fp32, bf16, fp32, bf16, ...) so that a busy moment of the machine
-    slows both alike, medians over the rounds. The run's model and random state stay untouched."""
+def step_rates(model, recipe: Recipe, device) -> tuple[dict[str, float], float]:
+    """(training images per second of each CPU candidate precision, the share of its threads' time the probe got).
+
+    train() itself on copies of the model and on made-up images, in interleaved rounds (fp32, bf16, fp32, bf16,
+    ...) so that a busy moment of the machine slows both alike, medians over the rounds. A share well under 1 means
+    another process took the cores meanwhile: a sustained load slows the two unequally, and such a measurement is
+    not to be remembered. The run's model and random state stay untouched."""
     make = torch.Generator().manual_seed(0)
     n = recipe.batch_size * PROBE_STEPS
     made_up = CIFAR10(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=make),
                       torch.randint(0, 10, (n,), generator=make), torch.zeros(1, 3, 32, 32, dtype=torch.uint8),
                       torch.zeros(1, dtype=torch.int64))
     rates = {p: [] for p in CPU_CANDIDATES}
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         for round_ in range(PROBE_ROUNDS + 1):
             for precision in CPU_CANDIDATES:
@@ -256,4 +264,5 @@ def step_rates(model, recipe: Recipe, device) -> dict[str, float]:
                                 progress=False, evaluate_each_epoch=False)[0]["seconds"]
                 if round_:
                     rates[precision].append(n / seconds)
-    return {p: statistics.median(r) for p, r in rates.items()}
+    share = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start) / torch.get_num_threads()
+    return {p: statistics.median(r) for p, r in rates.items()}, share

@@ -22,9 +22,17 @@ def test_the_table_quotes_the_median_time_per_processor_every_precision_used_and
     records = benchmark_runs(tmp_path)
     assert sorted((r["preset"], r["seed"]) for r in records) == [("fast", 0), ("full", 0), ("full", 0), ("full", 1)]
     assert run_time_table(["fast", "full", "s7net"], records).splitlines() == [
-        "  fast: CPU: not measured; CUDA: 6.0 s for 1 epoch (H200, bf16; median of 1 run, mean test accuracy "
+        "    fast: CPU: not measured; CUDA: 6.0 s for 1 epoch (H200, bf16; median of 1 run, mean test accuracy "
         "81.00%)",
-        "  full: CPU: 10.0 min for 12 epochs (AMD EPYC (family 26, model 2), bf16; median of 1 run, mean test "
+        "    full: CPU: 10.0 min for 12 epochs (AMD EPYC (family 26, model 2), bf16; median of 1 run, mean test "
         "accuracy 92.70%), 35.0 min for 12 epochs (Xeon, fp32 and bf16; median of 2 runs, mean test accuracy 92.90%); "
         "CUDA: not measured",
-        " s7net: CPU: not measured; CUDA: not measured"]
+        "   s7net: CPU: not measured; CUDA: not measured"]
+
+
+def test_the_time_to_expect_here_comes_from_the_runs_compute_and_this_machines_peak():
+    runs = [{"preset": "fast", "seed": s, "device": "cpu", "processor": "Zen 5", "precision": "bf16", "epochs": 1,
+             "train_seconds": 20, "test_acc": 81.0, "peak_tflop_s": tflop_eq} for s, tflop_eq in enumerate((16, 18, 30))]
+    # the median compute, 18 TFLOP-eq, on a machine of 300 GFLOP/s: 60 s
+    assert run_time_table(["fast"], runs, peak=300.0).endswith("; here: about 60.0 s")
+    assert "here" not in run_time_table(["fast"], runs)

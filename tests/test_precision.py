@@ -64,6 +64,8 @@ def test_fp32_constructs_no_autocast_at_all(monkeypatch, real_data):
 def test_auto_on_a_cpu_measures_both_keeps_the_faster_remembers_it_and_leaves_the_run_untouched(
         capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("S7_PRECISION_CACHE", str(tmp_path / "precision.json"))
+    measure = training.step_rates
+    monkeypatch.setattr(training, "step_rates", lambda *args: (measure(*args)[0], 1.0))  # a machine to itself
     model = S7Net(TINY)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(5)
@@ -88,6 +90,23 @@ def test_auto_on_a_cpu_measures_both_keeps_the_faster_remembers_it_and_leaves_th
         with_precision(Recipe(batch_size=64), S7Net((8, 16, 32, 64)), CPU)
 
 
+def test_a_probe_on_a_busy_machine_is_not_remembered(capsys, tmp_path, monkeypatch):
+    """Another process took the cores while the probe ran (it got 40% of its threads' time): the answer is used for
+    this run only, says so, and the next run measures again."""
+    monkeypatch.setenv("S7_PRECISION_CACHE", str(tmp_path / "precision.json"))
+    monkeypatch.setattr(training, "step_rates", lambda *args: ({"fp32": 100.0, "bf16": 50.0}, 0.4))
+    assert with_precision(Recipe(batch_size=64), S7Net(TINY), CPU, report=print).precision == "fp32"
+    assert "the machine was busy (the probe had 40% of its threads' time)" in capsys.readouterr().out
+    assert not (tmp_path / "precision.json").exists()
+
+
+def test_the_probe_measures_its_share_of_the_cores():
+    """Alone it gets nearly all of its threads' time (a little goes to the untimed parts); a fake measurement of
+    nothing gets none: the share tells a busy machine."""
+    _, share = training.step_rates(S7Net(TINY), Recipe(batch_size=32), CPU)
+    assert 0 < share <= 1.5
+
+
 def test_the_probe_interleaves_the_precisions_so_a_busy_moment_slows_both_alike(monkeypatch):
     """A made-up machine on which bf16 trains 1.5x faster, made 4x slower by another job while bf16 is timed for the
     first time: a probe that timed each once would choose fp32; the medians of interleaved rounds see the truth."""
@@ -100,7 +119,7 @@ def test_the_probe_interleaves_the_precisions_so_a_busy_moment_slows_both_alike(
         return [{"seconds": len(data.train_images) / rate}]
 
     monkeypatch.setattr(training, "train", fake_train)
-    rates = training.step_rates(S7Net(TINY), Recipe(batch_size=64), CPU)
+    rates, _ = training.step_rates(S7Net(TINY), Recipe(batch_size=64), CPU)
     assert calls == ["fp32", "bf16"] * (training.PROBE_ROUNDS + 1)
     assert rates == {"fp32": 1000.0, "bf16": 1500.0} and fastest(rates) == "bf16"
 
