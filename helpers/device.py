@@ -1,6 +1,7 @@
 """Which device to run on: the same code uses a GPU when there is one and the CPU otherwise."""
 import ctypes
 import platform
+from contextlib import contextmanager
 import statistics
 import time
 
@@ -21,6 +22,29 @@ def pick_device(name: str | None = None) -> torch.device:
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters, from <malloc.h>
+
+
+SINGLE_THREAD_STEP = 8  # images per step at and below which a CPU trains on one intra-op thread
+
+
+@contextmanager
+def intra_op_threads(device: torch.device, images_per_step: int):
+    """One intra-op thread for steps of a few images on a CPU, torch's setting otherwise; restored afterwards.
+
+    A step of a few images is dozens of tiny ops. Split over threads, each op waits at a barrier for the others:
+    alone on the machine that gains nothing, and beside another busy process each wait lasts a time slice, so the
+    tutorial's batch of 4 trains several times slower on two threads than on one (benchmarks/RESULTS.md). Decided
+    by the batch alone, so the same run computes the same numbers whatever else the machine is doing.
+    """
+    if device.type != "cpu" or images_per_step > SINGLE_THREAD_STEP:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def cuda_bf16_native(device: torch.device) -> bool:

@@ -68,4 +68,5 @@ def load_optimizer_states(optimizers, checkpoint: dict) -> None:
             group.update(flags)
         for p, state in optimizer.state.items():  # torch loads any shapes: a wrong one would fail steps later
             if any(isinstance(v, torch.Tensor) and v.dim() and v.shape != p.shape for v in state.values()):
-                raise ValueError(f"the saved {key} state holds a tensor that does not fit its parameter {tuple(p.shape)}")
+                raise ValueError(f"the saved {key} state holds a tensor that does not fit its parameter "
+                                 f"{tuple(p.shape)}")

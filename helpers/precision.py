@@ -114,8 +114,8 @@ def exact_fp32(device: torch.device):
         yield
         return
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        flags, exact = [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision")], \
-            "ieee"
+        flags = [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision")]
+        exact = "ieee"
     else:
         flags, exact = [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32")], False
     saved = [getattr(owner, name) for owner, name in flags]

@@ -70,8 +70,8 @@ def claimed(out: Path, overwrite: bool = False, resuming: bool = False):
             raise ConfigError(f"{out} holds {found}: continue it with `{train_command('--resume', out / 'last.pt')}`, "
                               f"choose another --out, or pass --overwrite to start over")
         if found:
-            raise ConfigError(f"{out} holds {found}: choose another --out, or pass --overwrite to replace it (its files "
-                              f"stay until this run writes its own)")
+            raise ConfigError(f"{out} holds {found}: choose another --out, or pass --overwrite to replace it (its "
+                              f"files stay until this run writes its own)")
         yield out
 
 

@@ -98,7 +98,8 @@ def resolve_options(args) -> tuple[str, Preset, dict]:
     """(preset name, the preset as it will run, model kwargs) from the shared options."""
     name = args.preset or DEFAULT_PRESET
     preset = resolve(name, quick=bool(args.quick), epochs=args.epochs, batch_size=args.batch_size,
-                     precision=args.precision, compile=args.compile, sync_batchnorm=getattr(args, "sync_batchnorm", None))
+                     precision=args.precision, compile=args.compile,
+                     sync_batchnorm=getattr(args, "sync_batchnorm", None))
     return name, preset, {**preset.model_kwargs, **({"widths": args.widths} if args.widths else {})}
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .checkpoints import CheckpointError, save_checkpoint
 from .data import CIFAR10, train_batches
-from .device import pick_device, processor_name
+from .device import intra_op_threads, pick_device, processor_name
 from .distributed import all_reduce_sum, distribute, is_main_process, loss_weight, process_share, world_size
 from .evaluation import evaluate
 from .optimizers import build_optimizers, load_optimizer_states, optimizer_states, set_learning_rate
@@ -72,43 +72,46 @@ def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Gene
         model.init_from_data(data.train_images)  # S7AirNet sets its whitening from the data; most networks nothing
     model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # every batch has the same shape: cuDNN times its kernels once, then reuses
-    recipe = with_precision(recipe, model, device, resume_from, report=print if progress and is_main_process() else None)
+        torch.backends.cudnn.benchmark = True  # every batch has one shape: cuDNN times its kernels once, then reuses
+    report = print if progress and is_main_process() else None
+    recipe = with_precision(recipe, model, device, resume_from, report)
     optimizers, scaler = build_optimizers(model, recipe), grad_scaler(device, recipe.precision)
     done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe, len(data.train_images)) \
         if resume_from else (0, 0, [])
     net = distribute(model, device, recipe.sync_batchnorm, share.stop - share.start)
     net = torch.compile(net) if recipe.compile else net
     total_steps, weight = training_steps(len(data.train_images), recipe), loss_weight(share, recipe.batch_size)
-    for epoch in range(done + 1, min(epoch_count(recipe), stop_after_epoch or epoch_count(recipe)) + 1):
-        net.train()
-        start, losses, correct = time.perf_counter(), [], []
-        batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator, recipe.translate,
-                                recipe.flip, recipe.channels_last, share,
-                                alternate_flip_epoch=epoch if recipe.alternate_flip else None)
-        steps = min(len(data.train_images) // recipe.batch_size, total_steps - step)  # a fractional epoch ends early
-        for x, y in progress_bar(itertools.islice(batches, steps), steps, epoch, progress):
-            set_learning_rate(optimizers, learning_rate(step, total_steps, recipe))
-            with autocast(device, recipe.precision):
-                logits = net(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) * weight
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            for optimizer in optimizers:
-                scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            losses.append(loss.detach())  # kept on the device: a .item() per step would make a GPU wait for each
-            correct.append((logits.argmax(1) == y).sum())
-        history.append(epoch_record(epoch, losses, correct, start, step, total_steps, recipe, checkpoint_path))
-        if evaluate_each_epoch:
-            history[-1]["test_acc"] = evaluate(model, data.test_images, data.test_labels)
-        if checkpoint_path is not None and is_main_process():
-            save_checkpoint(model, checkpoint_path, **resumable_state(optimizers, scaler, generator, recipe, history,
-                                                                      step, len(data.train_images), config))
-        if progress and is_main_process():
-            print(format_epoch(history[-1]), flush=True)
+    with intra_op_threads(device, share.stop - share.start):  # a step of a few images: one thread (device.py)
+        for epoch in range(done + 1, min(epoch_count(recipe), stop_after_epoch or epoch_count(recipe)) + 1):
+            net.train()
+            start, losses, correct = time.perf_counter(), [], []
+            batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator,
+                                    recipe.translate, recipe.flip, recipe.channels_last, share,
+                                    alternate_flip_epoch=epoch if recipe.alternate_flip else None)
+            steps = min(len(data.train_images) // recipe.batch_size, total_steps - step)  # a fractional epoch: fewer
+            for x, y in progress_bar(itertools.islice(batches, steps), steps, epoch, progress):
+                set_learning_rate(optimizers, learning_rate(step, total_steps, recipe))
+                with autocast(device, recipe.precision):
+                    logits = net(x)
+                    loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) * weight
+                for optimizer in optimizers:
+                    optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                for optimizer in optimizers:
+                    scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                losses.append(loss.detach())  # kept on the device: a .item() per step would make a GPU wait
+                correct.append((logits.argmax(1) == y).sum())
+            history.append(epoch_record(epoch, losses, correct, start, step, total_steps, recipe, checkpoint_path))
+            if evaluate_each_epoch:
+                history[-1]["test_acc"] = evaluate(model, data.test_images, data.test_labels)
+            if checkpoint_path is not None and is_main_process():
+                save_checkpoint(model, checkpoint_path, **resumable_state(optimizers, scaler, generator, recipe,
+                                                                          history, step, len(data.train_images),
+                                                                          config))
+            if progress and is_main_process():
+                print(format_epoch(history[-1]), flush=True)
     return history
 
 

@@ -76,7 +76,8 @@ def test_an_unreadable_file_is_named_not_a_traceback(tmp_path, monkeypatch):
         return read_bytes(path)
 
     monkeypatch.setattr(Path, "read_bytes", refuse)
-    with pytest.raises(DatasetError, match="data_batch_2.bin cannot be read \\(Permission denied\\): check its permissions"):
+    with pytest.raises(DatasetError, match=r"data_batch_2.bin cannot be read \(Permission denied\): check its "
+                                           r"permissions"):
         load_cifar10(tmp_path, download=False, strict=False)
 
 

@@ -4,8 +4,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from helpers.data import CIFAR10
 from helpers.device import cpu_name
+from helpers.recipes import Recipe
+from helpers.training import train
 
 # Run in a fresh process: any training earlier in the test session has already changed its allocator.
 FAULTS_PER_STEP = """
@@ -64,3 +68,31 @@ def test_the_cpu_name_carries_family_and_model_when_the_model_name_alone_says_li
     assert cpu_name("model name\t: Apple M3\n") == "Apple M3"  # an ARM cpuinfo may give neither number
     with pytest.raises(ValueError, match="no model name"):
         cpu_name("processor\t: 0\nBogoMIPS\t: 50.00\n")
+
+
+class ThreadsSeen(torch.nn.Module):
+    """A tiny network that records how many intra-op threads torch has while it trains."""
+
+    def __init__(self):
+        super().__init__()
+        self.model_kwargs, self.seen = {}, []
+        self.linear = torch.nn.Linear(3 * 32 * 32, 10)
+
+    def init_from_data(self, images):
+        pass
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return self.linear(x.flatten(1))
+
+
+@pytest.mark.parametrize("batch, expected", [(4, 1), (8, 1), (16, None)])
+def test_a_step_of_a_few_images_trains_on_one_thread_and_the_setting_comes_back(batch, expected):
+    """One thread at batch 8 and below, torch's own setting above; restored after training either way."""
+    before = torch.get_num_threads()
+    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    data = CIFAR10(images, torch.randint(0, 10, (32,)), images[:4], torch.zeros(4, dtype=torch.int64))
+    model = ThreadsSeen()
+    recipe = Recipe(epochs=1, batch_size=batch, precision="fp32", channels_last=False)
+    train(model, data, recipe, device=torch.device("cpu"), progress=False, evaluate_each_epoch=False)
+    assert set(model.seen) == {expected or before} and torch.get_num_threads() == before

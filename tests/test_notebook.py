@@ -63,7 +63,8 @@ def test_no_typed_markdown_describes_a_recipe_feature():
 
 
 def test_the_recipe_check_catches_what_the_old_notebook_typed():
-    old = ("Nesterov SGD with airbench's momentum trains the rest", "horizontal flips that alternate from epoch to epoch",
+    old = ("Nesterov SGD with airbench's momentum trains the rest",
+           "horizontal flips that alternate from epoch to epoch",
            "At test time each prediction averages the image, its mirror and one-pixel shifts of both (TTA)")
     for text in old:
         assert any(word.lower() in text.lower() for word in RECIPE_FEATURES), text

@@ -123,7 +123,8 @@ def test_a_history_with_steps_draws_each_step_averaged_over_a_twentieth_of_an_ep
     half = [{**one_epoch[0], "epoch": 2, "step_loss": one_epoch[0]["step_loss"][:20],
              "step_acc": one_epoch[0]["step_acc"][:20]}]
     fig = training_curves(one_epoch + half)
-    assert fig.axes[0].get_lines()[0].get_xdata()[-1] == 1.5 and list(fig.axes[1].get_lines()[1].get_xdata()) == [1, 1.5]
+    assert fig.axes[0].get_lines()[0].get_xdata()[-1] == 1.5
+    assert list(fig.axes[1].get_lines()[1].get_xdata()) == [1, 1.5]
 
 
 def test_misclassified_gallery_titles_and_png_size():

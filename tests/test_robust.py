@@ -194,7 +194,8 @@ def test_command_line_mistakes_exit_with_status_2_and_say_what_is_wrong(tmp_path
 
 
 def test_command_line_prints_a_failed_check_as_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "helpers.train", "--preset", "s7net", "--check", "--widths", "64", "128", "256", "512",
+    result = subprocess.run([sys.executable, "-m", "helpers.train", "--preset", "s7net", "--check", "--widths", "64",
+                             "128", "256", "512",
                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith("python -m helpers.train: error: the model fails the S7 checks")
