@@ -72,13 +72,15 @@ class Preset:
 AIRBENCH = Recipe(momentum=0.85, weight_decay=1.5e-3, warmup=0.2, alternate_flip=True, bias_lr_scale=64.0,
                   tta="flip-translate")
 PRESETS = {
-    # fast: a narrower S7AirNet for one epoch. C1 at 24 channels (the whitening's own width) pays for a wider C2.
-    "fast": Preset("S7AirNet", replace(AIRBENCH, epochs=1, batch_size=128, lr=0.16, muon_lr=0.12),
+    # fast: a narrower S7AirNet for 1.2 epochs, the least that keeps every seed's plain accuracy clear of 80%. C1 at
+    # 24 channels (the whitening's own width) pays for a wider C2.
+    "fast": Preset("S7AirNet", replace(AIRBENCH, epochs=1.2, batch_size=128, lr=0.16, muon_lr=0.12),
                    {"widths": [24, 128, 256, 256]}),
     # full: the whole S7AirNet, as many epochs as the accuracy target needs.
     "full": Preset("S7AirNet", replace(AIRBENCH, epochs=12, batch_size=250, lr=0.3175, muon_lr=0.06)),
-    # s7net: the plain fix of the tutorial network, no airbench tricks (Nesterov SGD at batch 512).
-    "s7net": Preset("S7Net", Recipe()),
+    # s7net: the plain fix of the tutorial network, no airbench tricks (Nesterov SGD at batch 512), 5 epochs: with 4
+    # its plain accuracy came within a point of 80%.
+    "s7net": Preset("S7Net", replace(Recipe(), epochs=5)),
     # tutorial: the PyTorch tutorial's network and setting, as given, the baseline: batch 4, plain SGD at lr 0.001
     # with momentum 0.9, a constant lr, 2 epochs, no augmentation, no weight decay or smoothing, fp32 (its 0.5/0.5
     # normalisation is inside TutorialNet). It breaks the S7 rules: the notebook shows which.

@@ -114,8 +114,8 @@ def test_command_line_help_lists_the_options(capsys):
         assert option in help_text
     # Each preset's network and length, read from the presets themselves (full uses S7AirNet's default widths).
     words = " ".join(help_text.split())
-    for summary in ("fast: S7AirNet 24 128 256 256, 1 epoch;", "full: S7AirNet 64 256 256 256, 12 epochs",
-                    "s7net: S7Net 32 64 128 192, 4 epochs", "tutorial: TutorialNet, 2 epochs"):
+    for summary in ("fast: S7AirNet 24 128 256 256, 1.2 epochs;", "full: S7AirNet 64 256 256 256, 12 epochs",
+                    "s7net: S7Net 32 64 128 192, 5 epochs", "tutorial: TutorialNet, 2 epochs"):
         assert summary in words
 
 
