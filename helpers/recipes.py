@@ -76,7 +76,7 @@ PRESETS = {
     # 24 channels (the whitening's own width) pays for a wider C2.
     "fast": Preset("S7AirNet", replace(AIRBENCH, epochs=1.2, batch_size=128, lr=0.16, muon_lr=0.12),
                    {"widths": [24, 128, 256, 256]}),
-    # full: the whole S7AirNet, as many epochs as the accuracy target needs.
+    # full: the whole S7AirNet, the accuracy recipe.
     "full": Preset("S7AirNet", replace(AIRBENCH, epochs=12, batch_size=250, lr=0.3175, muon_lr=0.06)),
     # s7net: the plain fix of the tutorial network, no airbench tricks (Nesterov SGD at batch 512), 5 epochs: with 4
     # its plain accuracy came within a point of 80%.
