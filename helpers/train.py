@@ -192,7 +192,7 @@ def train_and_save(model, data, recipe, generator, device, out: Path, checkpoint
     history = train(model, data, recipe, generator, device, checkpoint_path=out / "last.pt", resume_from=checkpoint,
                     stop_after_epoch=args.stop_after_epoch, config=config)
     if len(history) < epoch_count(recipe):
-        report(f"stopped after epoch {len(history)} of {epochs_text(recipe.epochs)}; go on with: "
+        report(f"stopped after epoch {len(history)} of {recipe.epochs:g}; go on with: "
                f"{train_command('--resume', out / 'last.pt')}")
         return None
     recipe = replace(recipe, precision=history[-1]["precision"])

@@ -140,10 +140,16 @@ def test_verify_checkpoints_matches_by_the_path_as_reported_and_fails_on_a_diffe
     assert relative.returncode == 0 and "matches the report" in relative.stdout, relative.stderr
 
 
-def test_without_a_report_a_checkpoint_is_compared_with_the_accuracy_it_carries(real_data_root, monkeypatch):
+def test_without_a_report_a_checkpoint_is_compared_with_the_accuracy_it_carries(tmp_path, real_data_root,
+                                                                                 tiny_checkpoint, monkeypatch):
     monkeypatch.setenv("CIFAR10_ROOT", str(real_data_root))  # --data defaults to it, as everywhere
-    result = verify(ROOT / "weights" / "s7airnet-fast-seed0.pt")
-    assert result.returncode == 0 and "matches the accuracy it carries" in result.stdout, result.stdout + result.stderr
+    path, (tta, plain) = tiny_checkpoint
+    checkpoint = torch.load(path, weights_only=True)
+    for claim, status, words in [(tta, 0, "matches the accuracy it carries"),
+                                 (round(tta + 0.5, 2), 1, "DIFFERS from the accuracy it carries")]:
+        torch.save({**checkpoint, "test_acc": claim}, tmp_path / "carried.pt")  # as helpers.train saves its model
+        result = verify(tmp_path / "carried.pt")
+        assert result.returncode == status and words in result.stdout, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("breakage, status, message", [

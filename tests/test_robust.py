@@ -179,7 +179,7 @@ def weights_only_checkpoint(tmp_path, monkeypatch):
     (lambda tmp_path, _: ["--resume", str(tmp_path / "gone.pt")], ["gone.pt does not exist"]),
     (weights_only_checkpoint, ["holds weights only, not a run to resume", "last.pt"]),
     (lambda tmp_path, _: ["--resume", str(tmp_path / "last.pt"), "--epochs", "3"], ["drop --epochs"]),
-    (lambda tmp_path, _: ["--epochs", "0"], ["0 is not a positive whole number"]),
+    (lambda tmp_path, _: ["--epochs", "0"], ["0 is not a positive number"]),
 ])
 def test_command_line_mistakes_exit_with_status_2_and_say_what_is_wrong(tmp_path, monkeypatch, capsys, make_args,
                                                                         expected):
