@@ -30,6 +30,12 @@ def test_the_readme_is_short():
     assert README.stat().st_size <= 15_000
 
 
+def test_the_readme_layout_names_every_module_and_script():
+    layout = README.read_text().split("## Layout")[1].split("\n## ")[0]
+    files = HELPERS + sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.sh"))
+    assert [f.name for f in files if f.name != "__init__.py" and f.name not in layout] == []
+
+
 def test_every_preset_row_of_the_readme_quotes_its_record():
     rows = readme_rows()
     assert {re.match(r"`(\w+)`", row[0]).group(1) for row in rows} >= {"tutorial", "s7net", "fast", "full"}
