@@ -143,7 +143,7 @@ def test_verify_checkpoints_matches_by_the_path_as_reported_and_fails_on_a_diffe
 def test_without_a_report_a_checkpoint_is_compared_with_the_accuracy_it_carries(tmp_path, real_data_root,
                                                                                  tiny_checkpoint, monkeypatch):
     monkeypatch.setenv("CIFAR10_ROOT", str(real_data_root))  # --data defaults to it, as everywhere
-    path, (tta, plain) = tiny_checkpoint
+    path, (tta, _) = tiny_checkpoint
     checkpoint = torch.load(path, weights_only=True)
     for claim, status, words in [(tta, 0, "matches the accuracy it carries"),
                                  (round(tta + 0.5, 2), 1, "DIFFERS from the accuracy it carries")]:
