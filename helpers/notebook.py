@@ -9,8 +9,9 @@ from torch import nn
 from .checkpoints import WEIGHTS, CheckpointError, load_checkpoint, provenance, rebuild_model, weights_path
 from .evaluation import evaluate
 from .models import build_model, count_parameters
+from .precision import decide_precision
 from .receptive_field import final_rf, rf_table
-from .recipes import PRESETS, Recipe, epochs_text, resolve, training_steps
+from .recipes import PRESETS, Recipe, epochs_text, recipe_from_dict, resolve, training_steps
 from .training import seed_everything, train
 
 
@@ -52,9 +53,9 @@ def training_prose(preset: str, n_images: int = 50_000) -> str:
            "flip": "At test time each prediction averages the image and its mirror (TTA).",
            "flip-translate": "At test time each prediction averages the image, its mirror and one-pixel shifts of "
                              "both (TTA); the plain accuracy, the network alone, is reported beside it."}[r.tta]
-    precision = ("The arithmetic is chosen per device (`helpers/precision.py`): bf16 on a GPU that has it natively, "
-                 "fp16 on one that does not, and on a CPU whichever of fp32 and bf16 trains clearly faster, measured "
-                 "once per processor and remembered" if r.precision == "auto" else f"It trains in {r.precision}")
+    precision = ("The arithmetic is chosen per device before training (`helpers/precision.py`): bf16 on a GPU that "
+                 "has it natively, fp16 on one that does not, and on a CPU bf16 where it has bf16 matrix units (AMX, "
+                 "or an AMD with AVX512-BF16), else fp32" if r.precision == "auto" else f"It trains in {r.precision}")
     return (f"**Preset `{preset}`**: {run.architecture} for {epochs_text(r.epochs)} at batch {r.batch_size} "
             f"({training_steps(n_images, r):,} steps). {optimiser}. {schedule}. {augmentation}{smoothing}. {tta} "
             f"{precision}.")
@@ -62,11 +63,13 @@ def training_prose(preset: str, n_images: int = 50_000) -> str:
 
 @dataclass
 class Obtained:
-    """A preset's network, trained here or loaded from weights/, with the history of the run that trained it."""
+    """A preset's network, trained here or loaded from weights/, with the recipe and history of the run that trained
+    it (the recipe's precision the one it trained in)."""
     preset: str
     model: nn.Module
     history: list
     source: str  # "trained here", or "loaded weights/<file>: <where it came from>"
+    recipe: Recipe
 
 
 def committed_seeds(preset: str) -> list[int]:
@@ -93,11 +96,13 @@ def obtain(preset: str, seed: int, load: bool, data, device, quick: bool = False
         checkpoint = load_checkpoint(path)
         model = rebuild_model(checkpoint, path).to(device)
         return Obtained(preset, model, checkpoint.get("history", []),
-                        f"loaded weights/{path.name}: {provenance(checkpoint)}")
+                        f"loaded weights/{path.name}: {provenance(checkpoint)}", recipe_from_dict(checkpoint["recipe"]))
     run = resolve(preset, quick=quick)
+    recipe, precision_line = decide_precision(run.recipe, device)
+    print(precision_line)
     generator = seed_everything(seed)  # then the network: its initial weights come from the seed too
     model = build_model(run.architecture, **run.model_kwargs)
-    return Obtained(preset, model, train(model, data, run.recipe, generator, device), "trained here")
+    return Obtained(preset, model, train(model, data, recipe, generator, device), "trained here", recipe)
 
 
 def comparison_table(obtained, data) -> list[dict]:

@@ -21,6 +21,7 @@ from .distributed import (DistributedSetupError, DistributedTimeoutError, distri
                           world_size)
 from .evaluation import evaluate
 from .models import ARCHITECTURES, build_model, count_parameters
+from .precision import decide_precision
 from .recipes import (DEFAULT_PRESET, PRECISIONS, PRESETS, ConfigError, Preset, epoch_count, epochs_text, quick_data,
                       recipe_from_dict, resolve)
 from .runs import claimed, remove_other_runs, resume_hint, train_command
@@ -78,12 +79,12 @@ def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False
     parser.add_argument("--widths", type=positive_int, nargs=4, metavar="W",
                         help="channels in C1 C2 C3 C4 (default: the preset's, listed under --preset)")
     parser.add_argument("--precision", choices=PRECISIONS, help="arithmetic of the training steps (default auto: "
-                        "bf16 or fp16 on a GPU, whichever of fp32 and bf16 measures faster on a CPU)")
+                        "bf16 or fp16 on a GPU; on a CPU bf16 where it has AMX or is an AMD with AVX512-BF16, else "
+                        "fp32; a resumed run's own)")
     parser.add_argument("--data", help="data root holding cifar-10-batches-bin/ or -py/ (default $CIFAR10_ROOT "
                                        "or ./data; downloaded there when missing)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: a GPU when there is one, else the CPU)")
-    # Several seeds: --seeds, the benchmark's first name for it, works as well.
-    parser.add_argument("--seed", *(["--seeds"] if several_seeds else []), type=seed_value,
+    parser.add_argument("--seed", type=seed_value,
                         nargs="+" if several_seeds else None,
                         help="random seed" + ("s, one run each" if several_seeds else "") + " (default 0)")
     parser.add_argument("--compile", action="store_true", default=None,
@@ -103,7 +104,7 @@ def resolve_options(args) -> tuple[str, Preset, dict]:
     return name, preset, {**preset.model_kwargs, **({"widths": args.widths} if args.widths else {})}
 
 
-def fail(parser: argparse.ArgumentParser, error: Exception) -> None:
+def exit_with_error(parser: argparse.ArgumentParser, error: Exception) -> None:
     """The one way a command reports a user's mistake: `prog: error: message`, status 2."""
     parser.exit(2, f"{parser.prog}: error: {error}\n")
 
@@ -125,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="folder for the final model, history.json and last.pt, the state to resume "
                                       "from written after every epoch (default runs/PRESET-seedN)")
     parser.add_argument("--sync-batchnorm", action="store_true", default=None,
-                        help="under torchrun on GPUs, normalise with the whole batch's statistics (slower; per-GPU "
-                             "statistics are as good from 256 images per GPU)")
+                        help="under torchrun on GPUs, normalise with the whole batch's statistics (slower; by default "
+                             "each GPU normalises with its own slice's)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start over in an --out that holds a run (its files stay until this run writes its own)")
     parser.add_argument("--check", action="store_true",
@@ -145,12 +146,12 @@ def main(argv=None):
     given = [f"--{name.replace('_', '-')}" for name in (*RUN_OPTIONS, "out", "overwrite")
              if getattr(args, name) not in (None, False) and name not in RESUME_MAY_CHANGE]
     if args.resume and given:
-        fail(parser, f"--resume continues a run with its own settings, in its own folder: drop {', '.join(given)}")
+        exit_with_error(parser, f"--resume continues a run with its own settings, in its own folder: drop {', '.join(given)}")
     try:
         with distributed_session(args.device) as device:
             return run(args, device)
     except USER_ERRORS as error:
-        fail(parser, error)
+        exit_with_error(parser, error)
     except Interrupted as interruption:
         parser.exit(130, f"{parser.prog}: interrupted: {interruption}\n")
     except KeyboardInterrupt:
@@ -174,6 +175,8 @@ def run(args, device):
         keep_freed_memory()  # a command owns its process: freed memory is kept for the next step
         report(describe_device(device) + (f"; {world_size()} processes (DistributedDataParallel)"
                                           if world_size() > 1 else ""))
+        recipe, precision_line = decide_precision(recipe, device, checkpoint)
+        report(precision_line)
         generator = seed_everything(config["seed"])
         model = build_model(architecture, **model_kwargs)
         if args.check:
@@ -195,7 +198,6 @@ def train_and_save(model, data, recipe, generator, device, out: Path, checkpoint
         report(f"stopped after epoch {len(history)} of {recipe.epochs:g}; go on with: "
                f"{train_command('--resume', out / 'last.pt')}")
         return None
-    recipe = replace(recipe, precision=history[-1]["precision"])
     test_acc = evaluate(model, data.test_images, data.test_labels, tta=recipe.tta)
     if is_main_process():
         architecture = type(model).__name__

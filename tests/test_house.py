@@ -103,5 +103,5 @@ def test_the_training_step_reads_top_to_bottom_in_one_function():
     body = ast.parse(source).body[0].body[1:]  # after the docstring
     lines = source.splitlines()[body[0].lineno - 1:]
     assert len(lines) <= 60 and "hasattr" not in source
-    for step in ("learning_rate(", "net(x)", ".backward()", "scaler.step(", "evaluate(", "save_checkpoint("):
+    for step in ("set_learning_rates(", "net(x)", ".backward()", "scaler.step(", "evaluate(", "save_checkpoint("):
         assert step in source, step
