@@ -1,4 +1,4 @@
-"""Measured results, committed as the benchmark wrote them (benchmarks/results/*.jsonl): what the notebook's
+"""Measured results, committed as the benchmark wrote them (benchmarks/results/current/*.jsonl): what the notebook's
 settings cell quotes, so that no run time is typed by hand."""
 import json
 import statistics
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .recipes import epochs_text
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "current"
 
 
 def benchmark_runs(folder=RESULTS) -> list[dict]:
