@@ -4,10 +4,10 @@ in it is typed by hand.
     python benchmarks/index_results.py           # write the index between its markers in RESULTS.md
     python benchmarks/index_results.py --check   # status 1 when the index is not what the files say
 
-One row per file: the preset, epochs, seeds, mean accuracies (plain and with the recipe's TTA), processor and precision of its
-records, and the commit that ran them: the records' own where they carry one (time_to_accuracy.py writes it; a star
-when the tree had changes), else the commit that added the file (git log --follow), which the prose of each section
-qualifies where the code that ran differs.
+One row per file: the preset, epochs, seeds, mean accuracies (plain and with the recipe's TTA), processor and
+precision of its records, and the commit that ran them: the records' own where they carry one (time_to_accuracy.py
+writes it; a star when the tree had changes), else the last commit that wrote the file's content (git log --follow,
+moves aside), which the prose of each section qualifies where the code that ran differs.
 """
 import argparse
 import json
@@ -48,12 +48,12 @@ def mean_text(runs: list[dict], key: str) -> str:
     return f"{statistics.mean(values):.2f}%" if values else ""
 
 
-def commit_text(records: list[dict], added: str | None) -> str:
-    """The records' own commits (a star where the tree had changes), else the commit that added the file."""
+def commit_text(records: list[dict], written: str | None) -> str:
+    """The records' own commits (a star where the tree had changes), else the commit that wrote the file."""
     own = dict.fromkeys(f"`{r['commit'][:7]}`{'*' * bool(r.get('dirty'))}" for r in records if r.get("commit"))
     if own:
         return " and ".join(own)
-    return f"added in `{added}`" if added else "not committed"
+    return f"written in `{written}`" if written else "not committed"
 
 
 def preset_text(runs: list[dict]) -> str:
@@ -63,34 +63,36 @@ def preset_text(runs: list[dict]) -> str:
     return " and ".join(presets)
 
 
-def row(path: Path, added: str | None, folder: Path = RESULTS) -> list[str]:
+def row(path: Path, written: str | None, folder: Path = RESULTS) -> list[str]:
     records = records_of(path)
     runs = [r for r in records if "seed" in r]
     return [f"`{path.relative_to(folder.parent).as_posix()}`", preset_text(runs or records), distinct(runs, "epochs"),
             seeds_text([r["seed"] for r in runs]), mean_text(runs, "test_acc_plain"), mean_text(runs, "test_acc"),
-            distinct(runs or records, "processor"), distinct(runs, "precision"), commit_text(records, added)]
+            distinct(runs or records, "processor"), distinct(runs, "precision"), commit_text(records, written)]
 
 
-def commits_that_added(paths: list[Path], root: Path = ROOT) -> dict[Path, str | None]:
-    """For each file, the short hash of the commit that first added it, following renames; None where git does not
-    know it (a file not committed yet, or no git checkout)."""
-    added = {}
+def commits_that_wrote(paths: list[Path], root: Path = ROOT) -> dict[Path, str | None]:
+    """For each file, the short hash of the last commit that added or changed its content, a move to another folder
+    not counting (a preset's record is rewritten in place when the preset changes, so the commit that first added
+    the file may hold other code); None where git does not know it (not committed yet, or no git checkout)."""
+    written = {}
     for path in paths:
         try:
-            log = subprocess.run(["git", "log", "--follow", "--diff-filter=A", "--format=%H", "--", str(path)],
+            log = subprocess.run(["git", "log", "--follow", "--diff-filter=AM", "--format=%H", "-1", "--", str(path)],
                                  cwd=root, capture_output=True, text=True, check=True).stdout.split()
         except (OSError, subprocess.CalledProcessError):
             log = []
-        added[path] = log[-1][:7] if log else None
-    return added
+        written[path] = log[0][:7] if log else None
+    return written
 
 
 def index_table(folder: Path = RESULTS) -> str:
     """The index as a Markdown table: the current records first, then the archive, each in path order."""
     paths = sorted((p for p in folder.rglob("*") if p.is_file()),
                    key=lambda p: (p.relative_to(folder).parts[0] != "current", p.as_posix()))
-    added = commits_that_added(paths)
-    rows = [HEADER, ["---"] * 2 + ["---:", "---"] + ["---:"] * 2 + ["---"] * 3, *(row(p, added[p], folder) for p in paths)]
+    written = commits_that_wrote(paths)
+    alignment = ["---", "---", "---:", "---", "---:", "---:", "---", "---", "---"]
+    rows = [HEADER, alignment, *(row(p, written[p], folder) for p in paths)]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
 
 

@@ -31,12 +31,17 @@ def run_time_table(presets, records, peak: float | None = None) -> str:
             processors = dict.fromkeys(r["processor"] for r in runs)
             figures = [time_figure([r for r in runs if r["processor"] == p]) for p in processors]
             cells.append(f"{kind.upper()}: {', '.join(figures) or 'not measured'}")
-        runs = [r for r in records if r["preset"] == preset and "peak_tflop_s" in r]
+        runs = [r for r in records if r["preset"] == preset and tflop_eq(r) is not None]
         if peak and runs:
-            expected = statistics.median(r["peak_tflop_s"] for r in runs) * 1000 / peak
+            expected = statistics.median(map(tflop_eq, runs)) * 1000 / peak
             cells.append(f"here: about {duration_text(expected)}")
         lines.append(f"{preset:>8}: " + "; ".join(cells))
     return "\n".join(lines)
+
+
+def tflop_eq(record: dict) -> float | None:
+    """A record's TFLOP-equivalents: `tflop_eq`, named `peak_tflop_s` in the records written before it."""
+    return record.get("tflop_eq", record.get("peak_tflop_s"))
 
 
 def duration_text(seconds: float) -> str:

@@ -29,10 +29,10 @@ def test_a_row_gives_the_records_means_and_the_commit_they_carry(tmp_path):
         "`results/current/fast.jsonl`", "`fast`", "1.2", "0, 1", "81.75%", "82.75%", "Zen 4", "bf16", "`0123456`"]
 
 
-def test_a_record_without_a_commit_names_the_one_that_added_its_file_and_a_dirty_tree_gets_a_star(tmp_path):
+def test_a_record_without_a_commit_names_the_one_that_wrote_its_file_and_a_dirty_tree_gets_a_star(tmp_path):
     older = write(tmp_path / "results" / "archive" / "old.jsonl", [seed(s, 80.0, 81.0) for s in range(5)])
     assert row(older, "fedcba9", tmp_path / "results")[3:] == ["0-4", "80.00%", "81.00%", "Zen 4", "bf16",
-                                                                 "added in `fedcba9`"]
+                                                                 "written in `fedcba9`"]
     assert row(older, None, tmp_path / "results")[-1] == "not committed"
     dirty = write(tmp_path / "results" / "archive" / "dirty.jsonl",
                   [seed(0, 80.0, 81.0, commit="abcdef0123", dirty=True, overrides={"lr": 0.2})])
@@ -46,7 +46,7 @@ def test_seeds_are_written_as_a_range_when_they_run_on():
 
 
 def test_the_current_records_come_first_and_every_file_has_a_row(tmp_path, monkeypatch):
-    monkeypatch.setattr(index_results, "commits_that_added", lambda paths: dict.fromkeys(paths))
+    monkeypatch.setattr(index_results, "commits_that_wrote", lambda paths: dict.fromkeys(paths))
     results = tmp_path / "results"
     write(results / "archive" / "a-screen" / "x.jsonl", [seed(0, 80.0, 81.0)])
     write(results / "current" / "fast.jsonl", [seed(0, 81.0, 82.0)])
