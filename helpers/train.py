@@ -146,7 +146,8 @@ def main(argv=None):
     given = [f"--{name.replace('_', '-')}" for name in (*RUN_OPTIONS, "out", "overwrite")
              if getattr(args, name) not in (None, False) and name not in RESUME_MAY_CHANGE]
     if args.resume and given:
-        exit_with_error(parser, f"--resume continues a run with its own settings, in its own folder: drop {', '.join(given)}")
+        exit_with_error(parser, f"--resume continues a run with its own settings, in its own folder: drop "
+                                f"{', '.join(given)}")
     try:
         with distributed_session(args.device) as device:
             return run(args, device)
