@@ -135,6 +135,13 @@ def _field(op: Op, known: dict) -> Field | None:
 LAYERS = {"conv2d", "conv_transpose2d", *POOLS, "adaptive_avg_pool2d", "adaptive_max_pool2d"}  # rows even as 1x1
 
 
+def whole_since(graph: Trace, known: dict) -> str:
+    """The op where a global pool's result first goes back into a map (squeeze-and-excitation): from there on, every
+    unit's field is the whole input."""
+    return next((op.name for op in graph.ops if op.steps is None and op.outputs[0].is_map
+                 and id(op.outputs[0]) in known and known[id(op.outputs[0])].whole), "an op")
+
+
 def _is_row(op: Op, known: dict) -> bool:
     """A spatial op on a map, or a merge of maps whose fields differ (branches joining)."""
     source = op.map_input
@@ -176,7 +183,10 @@ def _geometry(op: Op) -> tuple:
         return (1, 1), (1, 1), (p["pad"][2], p["pad"][0]), (1, 1)
     if steps is None:
         return (None,) * 2, (None,) * 2, (None,) * 2, (None,) * 2
-    return tuple(s.span for s in steps), tuple(s.stride for s in steps), tuple(s.offset for s in steps), (1, 1)
+    sizes = op.map_input.grid  # a whole-axis step (a reduction) reads the whole axis at once
+    kernel = tuple(n if s.whole else s.span for s, n in zip(steps, sizes))
+    stride = tuple(n if s.whole else s.stride for s, n in zip(steps, sizes))
+    return kernel, stride, tuple(0 if s.whole else s.offset for s in steps), (1, 1)
 
 
 def _row(op: Op, known: dict, source: Value | None = None, out: Value | None = None) -> dict:
@@ -277,7 +287,7 @@ def _field_cell(row: dict) -> str:
         return f"{_cell(row['r_in'])} -> whole map"
     if row["branches"]:
         return f"{' | '.join(_cell(size) for _, size in row['branches'])} -> {_cell(row['r_out'])}"
-    return f"{_cell(row['r_in'])} -> {_cell(row['r_out'])}"
+    return f"{_cell(row['r_in'])} -> {'whole input' if row['whole'] else _cell(row['r_out'])}"
 
 
 def format_rf_table(rows: list[dict]) -> str:
@@ -421,16 +431,17 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
     head that needs the nominal size (a hard-coded view) does not matter. Raises ValueError with one line when
     the network cannot run larger, runs other ops at another size, or has a field as large as the whole input.
     """
-    nominal = trace(model, input_shape, batch=1)
+    nominal = trace(model, input_shape)
     probed = nominal.probed_map
     if probed is nominal.input:
         return 1
-    field = fields(nominal).get(id(probed))
+    known = fields(nominal)
+    field = known.get(id(probed))
     if field is None:
         raise ValueError("no input pixel reaches the map the global pool averages")
     if field.whole:
-        raise ValueError(f"the field is the whole input ({field.origin} merges a global pool back into the map): "
-                         f"no input is large enough to measure it")
+        raise ValueError(f"the field is the whole input ({whole_since(nominal, known)} merges a global pool back "
+                         f"into the map): no input is large enough to measure it")
     producer = probed.producer
     ops = [op.func for op in nominal.ops[:producer.index + 1]]
     height, width = input_shape[-2:]

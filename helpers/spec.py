@@ -30,8 +30,9 @@ from torch import nn
 
 from .device import pick_device
 from .models import count_parameters
-from .receptive_field import ACTIVATIONS, DROPOUTS, NORMS, describe_head, empirical_rf, fields, text_table
-from .trace import PERMUTES, POOLS, RESHAPES, Op, Trace, Value, trace
+from .receptive_field import (ACTIVATIONS, DROPOUTS, NORMS, describe_head, empirical_rf, fields, text_table,
+                              whole_since)
+from .trace import PERMUTES, POOLS, RESHAPES, SPATIAL, Op, Trace, Value, trace
 
 MIN_RF, MAX_PARAMS, MIN_ACCURACY = 44, 1_000_000, 80.0
 PASS, FAIL, NOT_CHECKED = "pass", "fail", "not checked here"
@@ -123,7 +124,7 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
     if field is None:
         return "none: no input pixel reaches the map the output stage reads", False
     if field.whole:
-        return f"the whole input ({field.origin} merges a global pool back into the map)", True
+        return f"the whole input ({whole_since(r.graph, r.known)} merges a global pool back into the map)", True
     rf, how = field.size, "analytic"
     if field.approximate:
         try:
@@ -135,7 +136,8 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
 
 
 def _followers(r: Reading, value: Value) -> list[Op]:
-    """The convs that read `value` through element-wise ops only (normalisation, activation, dropout)."""
+    """The convs that read `value` through element-wise ops only (normalisation, activation, dropout), and the
+    Linear layers that read its channels on a map (a ConvNeXt block's 1x1 conv, written channels-last)."""
     found, todo, seen = [], [value], set()
     while todo:
         current = todo.pop()
@@ -143,21 +145,24 @@ def _followers(r: Reading, value: Value) -> list[Op]:
             if op.index in seen:
                 continue
             seen.add(op.index)
-            if op.func == "conv2d" and op.map_input is current:
+            if op.func == "conv2d" and op.map_input is current or op.func == "linear" and current.is_map and \
+                    op.inputs[0] is current and current.dims[-1] not in SPATIAL:
                 found.append(op)
-            elif op.func in PASS_THROUGH and sum(not v.constant for v in op.inputs) == 1 and \
-                    op.outputs and op.outputs[0].shape == current.shape:
+            elif (op.func in PASS_THROUGH or op.func in PERMUTES) and sum(not v.constant for v in op.inputs) == 1 \
+                    and op.outputs and sorted(op.outputs[0].shape) == sorted(current.shape):
                 todo.extend(op.outputs)
     return sorted(found, key=lambda op: op.index)
 
 
 def _kernel_text(op: Op) -> str:
-    return "x".join(map(str, op.params["kernel"]))
+    return "x".join(map(str, op.params["kernel"])) if "kernel" in op.params else "1x1"
 
 
 def _is_pointwise_for(op: Op, depthwise: Op) -> bool:
-    p = op.params
-    return p["kernel"] == (1, 1) and p["groups"] == 1 and p["in_channels"] == depthwise.params["out_channels"]
+    p, channels = op.params, depthwise.params["out_channels"]
+    if op.func == "linear":
+        return p["in_features"] == channels
+    return p["kernel"] == (1, 1) and p["groups"] == 1 and p["in_channels"] == channels
 
 
 def _depthwise_separable(r: Reading) -> tuple[str, bool]:
@@ -169,13 +174,16 @@ def _depthwise_separable(r: Reading) -> tuple[str, bool]:
         multiplier = dw.params["out_channels"] // dw.params["in_channels"]
         depth = f", depth multiplier {multiplier}" if multiplier > 1 else ""
         more = f" (+{len(pairs) - 1} more)" if len(pairs) > 1 else ""
-        return f"{dw.name} ({_kernel_text(dw)} depthwise{depth}) -> {pw.name} (1x1){more}", True
+        pointwise = "Linear on the channels: a 1x1 conv" if pw.func == "linear" else "1x1"
+        return f"{dw.name} ({_kernel_text(dw)} depthwise{depth}) -> {pw.name} ({pointwise}){more}", True
     if spatial:
         dw = spatial[0]
         after = _followers(r, dw.outputs[0])
         if not after:
             return f"depthwise {dw.name} is not followed by a conv", False
         pw = after[0]
+        if pw.func == "linear":
+            return f"depthwise {dw.name} is followed by {pw.name}, which does not take its channels", False
         if pw.params["kernel"] != (1, 1):
             return f"depthwise {dw.name} is followed by {pw.name}, a {_kernel_text(pw)} conv, not a 1x1", False
         if pw.params["groups"] != 1:
@@ -228,7 +236,8 @@ def _global_average_pooling(r: Reading) -> tuple[str, bool]:
         then = f", then {', '.join(head)}" if head else ""
         return f"{name} {size} -> 1x1{then}" + (f"; {problem}" if problem else ""), problem is None
     if stage.how == "mean":
-        return f"none: {name} averages part of the {size} map, not all of it", False
+        window = "x".join(map(str, stage.first.params.get("kernel", ())))
+        return f"none: {name} averages {window} of the {size} map, not all of it", False
     if stage.how == "max":
         return f"none: {name} takes the maximum of the {size} map, not the average", False
     if stage.how == "sum":

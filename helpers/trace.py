@@ -155,7 +155,10 @@ class Trace:
             pooling = op.outputs[0].pooling
             head = [self.ops[index] for index in sorted(later)]
             if pooling is not None:
-                return OutputStage(op, pooling.op, pooling.source, pooling.kind, pooling.covers, head)
+                kinds = {out.pooling.kind for later_op in head for out in later_op.outputs
+                         if out.pooling is not None and out.pooling.op is pooling.op}
+                kind = "mean" if pooling.kind == "sum" and "mean" in kinds else pooling.kind  # sum / positions
+                return OutputStage(op, pooling.op, pooling.source, kind, pooling.covers, head)
             if op.func == "conv2d":
                 covers = all(step.span - step.offset >= n for step, n in zip(op.steps.values(), source.grid))
                 return OutputStage(op, op, source, "conv", covers, head)
