@@ -225,11 +225,26 @@ def _head_problem(r: Reading) -> str | None:
     return None
 
 
+def _undone_average(r: Reading) -> str | None:
+    """A global average whose 1x1 result an op (upsampling, expand) makes a map again: said, or None."""
+    for op in r.graph.ops:
+        out = op.outputs[0]
+        if op.index in r.needed and out.pooling is not None and out.pooling.kind == "mean" and \
+                out.pooling.covers and not out.is_map:
+            spreader = next(r.graph.ops[i] for i in sorted(r.graph.descendants(op)) if r.graph.ops[i].outputs[0].is_map)
+            return (f"{out.pooling.op.name} averages the {_map_text(out.pooling.source)} map to 1x1, but "
+                    f"{spreader.name} ({spreader.func}) makes a {_map_text(spreader.outputs[0])} map of it again")
+    return None
+
+
 def _global_average_pooling(r: Reading) -> tuple[str, bool]:
     stage = r.stage
     if stage is None:
         return f"none: the network returns a {_map_text(r.probed)} map", False
     name, size = stage.first.name, _map_text(stage.map)
+    undone = _undone_average(r)
+    if undone:
+        return f"none: {undone}, which {name} ({stage.how}) then ends", False
     if stage.how == "mean" and stage.covers:
         head = describe_head(r.graph)
         problem = _head_problem(r)

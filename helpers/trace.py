@@ -629,7 +629,9 @@ class Recorder(TorchFunctionMode):
             if dims is None or len(dims) != tensor.dim():
                 dims = self._dims_by_shape(source, tensor, op)
             pooling = reading.pooling._replace(op=reading.pooling.op or op) if reading and reading.pooling else None
-            if pooling is None and source is not None and len(variable) == 1:
+            spreads = any(label in SPATIAL and size > 1 for label, size in zip(dims, tensor.shape)) and \
+                not (source is not None and source.is_map)  # a pooled value upsampled or expanded into a map
+            if pooling is None and source is not None and len(variable) == 1 and op.steps is None and not spreads:
                 pooling = _carried(func, call, source)
             grid = reading.grid if reading is not None and reading.grid else (
                 source.grid if source is not None and "HW" in dims else None)
