@@ -226,14 +226,18 @@ def _head_problem(r: Reading) -> str | None:
 
 
 def _undone_average(r: Reading) -> str | None:
-    """A global average whose 1x1 result an op (upsampling, expand) makes a map again: said, or None."""
+    """A global average whose 1x1 result an op (upsampling, expand) makes a map again, or None. Multiplying a map
+    by it (squeeze-and-excitation) is not that: the map was there already."""
     for op in r.graph.ops:
         out = op.outputs[0]
-        if op.index in r.needed and out.pooling is not None and out.pooling.kind == "mean" and \
-                out.pooling.covers and not out.is_map:
-            spreader = next(r.graph.ops[i] for i in sorted(r.graph.descendants(op)) if r.graph.ops[i].outputs[0].is_map)
+        if op.index not in r.needed or out.pooling is None or out.pooling.kind != "mean" or out.is_map:
+            continue
+        spreaders = [r.graph.ops[i] for i in sorted(r.graph.descendants(op)) if r.graph.ops[i].outputs[0].is_map
+                     and not any(v.is_map for v in r.graph.ops[i].inputs)]
+        if spreaders:
             return (f"{out.pooling.op.name} averages the {_map_text(out.pooling.source)} map to 1x1, but "
-                    f"{spreader.name} ({spreader.func}) makes a {_map_text(spreader.outputs[0])} map of it again")
+                    f"{spreaders[0].name} ({spreaders[0].func}) makes a {_map_text(spreaders[0].outputs[0])} map "
+                    f"of it again")
     return None
 
 
@@ -242,14 +246,14 @@ def _global_average_pooling(r: Reading) -> tuple[str, bool]:
     if stage is None:
         return f"none: the network returns a {_map_text(r.probed)} map", False
     name, size = stage.first.name, _map_text(stage.map)
-    undone = _undone_average(r)
-    if undone:
-        return f"none: {undone}, which {name} ({stage.how}) then ends", False
     if stage.how == "mean" and stage.covers:
         head = describe_head(r.graph)
         problem = _head_problem(r)
         then = f", then {', '.join(head)}" if head else ""
         return f"{name} {size} -> 1x1{then}" + (f"; {problem}" if problem else ""), problem is None
+    undone = _undone_average(r)
+    if undone:
+        return f"none: {undone}, which {name} ({stage.how}) then ends", False
     if stage.how == "mean":
         window = "x".join(map(str, stage.first.params.get("kernel", ())))
         return f"none: {name} averages {window} of the {size} map, not all of it", False
