@@ -355,9 +355,17 @@ class _PositivePaths(TorchFunctionMode):
     """Every path of the network carries the gradient, so that it is non-zero exactly on the field (see
     positive_paths)."""
 
+    def __init__(self, adaptive=()):
+        super().__init__()
+        self.adaptive, self.calls = list(adaptive), 0
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = canonical(func)
+        if name in ("adaptive_avg_pool2d", "adaptive_max_pool2d") and self.calls < len(self.adaptive):
+            self.calls += 1
+            if self.adaptive[self.calls - 1] is not None:
+                return F.avg_pool2d(args[0], *self.adaptive[self.calls - 1])
         if name in WEIGHTED:
             args, kwargs = list(args), dict(kwargs)
             weight = kwargs.pop("weight") if "weight" in kwargs else args.pop(1)
@@ -393,13 +401,29 @@ def _average_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_m
 
 
 @contextmanager
-def positive_paths():
+def positive_paths(adaptive=()):
     """Within the block, the network is linear with positive weights, so an input gradient is non-zero exactly on
     the receptive field: every conv and linear weight is 1/fan-in and every bias 0, activations, normalisations
     (their statistics are not part of the field), softmax and dropout are the identity, and max-pools average
-    their windows. Module or functional, all are seen (a TorchFunctionMode)."""
-    with _PositivePaths():
+    their windows. Module or functional, all are seen (a TorchFunctionMode).
+
+    adaptive: for the adaptive pools in the order they run, the (kernel, stride) of an average pool to use
+    instead, or None to keep it: an AdaptiveAvgPool2d(2) reads 2x2 of a 4x4 map, but half of a larger one."""
+    with _PositivePaths(adaptive):
         yield
+
+
+def _nominal_windows(graph: Trace) -> list:
+    """For each adaptive pool of the trace, the fixed windows it pools at the traced size (None: to 1x1, global at
+    any size, or uneven windows no average pool has)."""
+    windows = []
+    for op in graph.ops:
+        if op.func in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
+            steps = [op.steps[axis] for axis in AXES]
+            exact = not any(step.whole or step.approximate for step in steps)
+            windows.append((tuple(step.span for step in steps), tuple(step.stride for step in steps)) if exact
+                           else None)
+    return windows
 
 
 MAX_SIDE = 1024  # the largest probe image: beyond it the float64 activations of a real network get too large
@@ -426,7 +450,7 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
 
     The unit is the centre of the map the global pool averages (Trace.probed_map at input_shape: the map an
     AvgPool2d(4) averages at 32x32 stays the probed one at any size), all channels summed, under positive_paths on
-    a float64 CPU copy. The input is a multiple of input_shape's size, large enough for the analytic field plus
+    a float64 CPU copy, adaptive pools fixed to the windows they pool at input_shape. The input is a multiple of input_shape's size, large enough for the analytic field plus
     two jumps, and grown until the gradient stays off the border; the forward pass stops at the probed map, so a
     head that needs the nominal size (a hard-coded view) does not matter. Raises ValueError with one line when
     the network cannot run larger, runs other ops at another size, or has a field as large as the whole input.
@@ -452,7 +476,7 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
         size = (*input_shape[:-2], scale * height, scale * width)
         image = torch.ones(1, *size, dtype=torch.float64, requires_grad=True)
         try:
-            with positive_paths():
+            with positive_paths(_nominal_windows(nominal)):
                 probe = run_traced(net, image, stop_after=producer.index)
         except Exception as error:
             raise ValueError(f"{type(model).__name__} cannot run on a {'x'.join(map(str, size))} input, needed to "

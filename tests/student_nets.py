@@ -405,3 +405,63 @@ def build():
         nn.MaxPool2d(2), *block(16, 16, dilation=2), *block(16, 16), nn.MaxPool2d(2), *block(16, 16), *block(16, 16),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2),
         nn.Linear(16, 10), nn.LogSoftmax(dim=1))
+
+
+class AdaptiveTwo(nn.Module):
+    """AdaptiveAvgPool2d(2) then Flatten: no global pool. Its windows are 2x2 of the 4x4 map at 32x32 (half a larger
+    map: the probe keeps them 2x2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                               nn.Conv2d(8, 16, 1), nn.MaxPool2d(2), nn.Conv2d(16, 16, 3, padding=2, dilation=2),
+                               nn.MaxPool2d(2), nn.Conv2d(16, 16, 3, padding=1), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                               nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.f(x)
+
+
+class RawParameters(nn.Module):
+    """Weights as raw nn.Parameters, every layer a functional call (F.conv2d with groups=, F.linear)."""
+
+    def __init__(self):
+        super().__init__()
+        def weights(*shape):
+            return nn.Parameter(torch.randn(*shape) * 0.1)
+        self.w1, self.wd, self.wp = weights(8, 3, 3, 3), weights(8, 1, 3, 3), weights(16, 8, 1, 1)
+        self.w3, self.w4, self.wf, self.bf = weights(16, 16, 3, 3), weights(16, 16, 3, 3), weights(10, 16), weights(10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(F.conv2d(x, self.w1, padding=1)), 2)
+        x = F.conv2d(x, self.wd, padding=1, groups=8)
+        x = F.max_pool2d(F.relu(F.conv2d(x, self.wp)), 2)
+        x = F.max_pool2d(F.relu(F.conv2d(x, self.w3, padding=2, dilation=2)), 2)
+        x = F.relu(F.conv2d(x, self.w4, padding=1))
+        return F.linear(x.mean((-2, -1)), self.wf, self.bf)
+
+
+class SpatialAttention(nn.Module):
+    """CBAM's spatial attention: a 7x7 conv on the channel mean and max, a sigmoid gate multiplying the map."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 7, padding=3)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
+
+
+class WithAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.att = nn.Conv2d(3, 8, 3, padding=1), SpatialAttention()
+        self.dw, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(self.att(F.relu(self.pw(self.dw(x)))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        return self.fc(torch.mean(F.relu(self.c4(x)), dim=[2, 3]))

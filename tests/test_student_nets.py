@@ -7,11 +7,13 @@ The ten ways the old checker went wrong, each with its network here:
  3. a grouped 1x1 is no pointwise conv (GroupedPointwise);
  4. a 1x1 depthwise conv filters nothing (Pointless);
  5. a 1x1 conv with dilation 2 dilates nothing (Pointless);
- 6. parallel branches (BranchesAdd, Inception, ResNet, ConvNeXtStyle): each branch's field is its own;
+ 6. parallel branches (BranchesAdd, Inception, ResNet, ConvNeXtStyle, WithAttention): each branch's field is its
+    own;
  7. GAP written as a function (Functional: x.mean, ViewMean, SumPool, Inception: F.avg_pool2d, ResNet);
  8. max-pools written as F.max_pool2d (Functional, HeadConvsOnly, BranchesAdd): counted, and averaged in the probe;
  9. empirical_rf not clipped by the 32x32 image, and an AvgPool2d(4) used as GAP (OneByOneHead) still probes the
-    map it averages at 32x32; a head hard-coded to 32x32 (HardCodedView) does not stop the probe;
+    map it averages at 32x32; a head hard-coded to 32x32 (HardCodedView) does not stop the probe, nor an
+    AdaptiveAvgPool2d(2) whose windows grow with the input (AdaptiveTwo);
 10. the RF table stops at GAP (OneByOneHead, HeadConvsOnly): the head's 1x1 convs are no rows.
 """
 import pytest
@@ -57,6 +59,10 @@ VERDICTS = {
         GAP: "none: view flattens the 5x5 map into features; nothing averages it"}),
     "ConvNeXtStyle": (set(), 60, {SEPARABLE: "b1.dw (7x7 depthwise) -> b1.pw1 (Linear on the channels: a 1x1 conv)"}),
     "Upsampled": ({RF}, 46, {RF: "42 px (measured by gradients; the formulas cannot follow interpolate: nearest"}),
+    "AdaptiveTwo": ({GAP}, 54, {GAP: "none: f.9 flattens the 2x2 map into features; nothing averages it"}),
+    "RawParameters": (set(), 46, {SEPARABLE: "conv2d#2 (3x3 depthwise) -> conv2d#3 (1x1)",
+                                  DILATED: "conv2d#4 (3x3, dilation 2)", GAP: "mean 4x4 -> 1x1, then linear"}),
+    "WithAttention": (set(), 58, {RF: "58 px (analytic)"}),
     "build": (set(), 72, {GAP: "24 4x4 -> 1x1, then Flatten, Linear, BatchNorm1d, ReLU, Dropout, Linear, "
                                "LogSoftmax"}),
 }
