@@ -1,12 +1,5 @@
-"""Receptive field of a CNN, two ways: window arithmetic on the traced graph, and the gradient ground truth.
-
-Every tensor of the forward pass (helpers.trace) carries its window along each axis: one element i sees the input
-pixels start + i * jump up to start + i * jump + size - 1. A conv or pool of kernel k, stride s, padding p and
-dilation d updates it (size += d(k - 1) jump, start -= p jump, jump *= s); element-wise ops pass it on; a merge
-(add, cat, mul) takes the union of its inputs' windows, which is exact for branches: each branch's window is its
-own, not the sum of both. The formulas are approximate only where the window of an element is not of that form,
-and the table then names the op (upsampling, transposed conv, an adaptive pool of uneven windows, a map whose size
-an unknown op changes).
+"""Receptive field of a CNN, two ways: the windows on the traced graph (helpers.windows), as a table, and the
+gradient ground truth.
 
 The field that counts is that of one unit of the map the global pool averages (the GAP window is not added):
 after the global pool nothing is spatial, and the table says so instead of growing a field. empirical_rf measures
@@ -14,132 +7,17 @@ that same unit's field from gradients, on an input large enough that the gradien
 """
 import copy
 import math
-from contextlib import contextmanager
-from fractions import Fraction
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
-from .trace import AXES, KEEP, POOLS, Op, Trace, Value, canonical, run_traced, trace
-
-
-class Window(NamedTuple):
-    """Along one axis, the input pixels one element of a map sees: element i sees start + i * jump up to
-    start + i * jump + size - 1; when `fixed`, every element sees the same pixels (a global pool went into it)."""
-    start: Fraction
-    size: Fraction
-    jump: Fraction
-    fixed: bool = False
-
-
-class Field(NamedTuple):
-    """A tensor's windows along the height and the width, why they are approximate if they are, and the op that
-    last shaped them."""
-    h: Window
-    w: Window
-    approximate: tuple  # "op: why" for each op the formulas could not follow
-    origin: str
-
-    @property
-    def size(self) -> int:
-        """The larger side of one element's field, in pixels."""
-        return _number(max(self.h.size, self.w.size))
-
-    @property
-    def whole(self) -> bool:
-        return self.h.fixed or self.w.fixed
-
-
-def _number(value):
-    """An int where a Fraction is whole (jumps become fractions only after upsampling)."""
-    value = Fraction(value)
-    return int(value) if value.denominator == 1 else value
-
-
-def _axes(h, w):
-    """One number for a square layer, (height, width) otherwise."""
-    h, w = _number(h), _number(w)
-    return h if h == w else (h, w)
-
-
-def _stepped(window: Window, step, n_in: int) -> Window:
-    if step.whole:
-        if window.fixed:
-            return window._replace(jump=window.jump * n_in)
-        return Window(window.start, window.size + (n_in - 1) * window.jump, window.jump * n_in, True)
-    if window.fixed:
-        return window._replace(jump=window.jump * step.stride)
-    return Window(window.start - step.offset * window.jump, window.size + (step.span - 1) * window.jump,
-                  window.jump * step.stride)
-
-
-def _union(parts, n_out: int, op: Op) -> tuple[Window, str]:
-    """The window along one axis of an element-wise op on several inputs: [(window, elements)] -> (window, why it
-    is approximate, or ""). An input of one element broadcast over a map, or fixed, sees the same pixels from every
-    element; the result is then fixed too, exact when those pixels hold every element's own window."""
-    fixed = [w for w, n in parts if w.fixed or (n == 1 < n_out)]
-    moving = [(w, n) for w, n in parts if not (w.fixed or (n == 1 < n_out))]
-    why = f"{op.name} merges maps whose elements lie at different distances" \
-        if len({w.jump for w, _ in moving}) > 1 else ""
-    if not fixed:
-        start = min(w.start for w, _ in moving)
-        return Window(start, max(w.start + w.size for w, _ in moving) - start, moving[0][0].jump), why
-    start, end = min(w.start for w in fixed), max(w.start + w.size for w in fixed)
-    covered = [(w.start, w.start + (n - 1) * w.jump + w.size) for w, n in moving]
-    if any(low < start or high > end for low, high in covered):
-        why = why or f"{op.name} merges a global value with a map reaching beyond it"
-        start, end = min([start, *(low for low, _ in covered)]), max([end, *(high for _, high in covered)])
-    jump = moving[0][0].jump if moving else fixed[0].jump
-    return Window(start, end - start, jump, True), why
-
-
-def fields(graph: Trace) -> dict:
-    """{id of a Value: its Field} for every tensor that depends on the input (constants have none)."""
-    known = {id(graph.input): Field(Window(0, 1, 1), Window(0, 1, 1), (), "input")}
-    for op in graph.ops:
-        field = _field(op, known)
-        if field is not None:
-            for value in op.outputs:
-                known[id(value)] = field
-    return known
-
-
-def _field(op: Op, known: dict) -> Field | None:
-    inputs = [(value, known[id(value)]) for value in op.inputs if id(value) in known]
-    if not inputs:
-        return None
-    out = op.outputs[0]
-    if op.steps is not None:
-        source = known.get(id(op.map_input))
-        if source is None:
-            return None
-        windows = [_stepped(w, op.steps[axis], n) for axis, w, n in zip(AXES, source[:2], op.map_input.grid)]
-        why = tuple(f"{op.name}: {step.approximate}" for step in op.steps.values() if step.approximate)
-        return Field(*windows, tuple(dict.fromkeys(source.approximate + why)), op.name)
-    distinct = list({field[:2]: field for _, field in inputs}.values())
-    if len(distinct) == 1:
-        return Field(*distinct[0][:2], tuple(dict.fromkeys(r for _, f in inputs for r in f.approximate)),
-                     distinct[0].origin)
-    windows, why = [], []
-    for i, (axis, n_out) in enumerate(zip(AXES, out.grid)):
-        window, reason = _union([(field[i], value.grid[i]) for value, field in inputs], n_out, op)
-        windows.append(window)
-        why += [reason] if reason else []
-    approximate = tuple(dict.fromkeys([r for _, f in inputs for r in f.approximate] + why))
-    return Field(*windows, approximate, op.name)
-
+from .graph import AXES, KEEP, Op, Trace, Value
+from .positive_paths import nominal_windows, positive_paths
+from .trace import run_traced, trace
+from .trace_ops import POOLS
+from .windows import fields, per_axis, whole_since
 
 LAYERS = {"conv2d", "conv_transpose2d", *POOLS, "adaptive_avg_pool2d", "adaptive_max_pool2d"}  # rows even as 1x1
-
-
-def whole_since(graph: Trace, known: dict) -> str:
-    """The op where a global pool's result first goes back into a map (squeeze-and-excitation): from there on, every
-    unit's field is the whole input."""
-    return next((op.name for op in graph.ops if op.steps is None and op.outputs[0].is_map
-                 and id(op.outputs[0]) in known and known[id(op.outputs[0])].whole), "an op")
 
 
 def _is_row(op: Op, known: dict) -> bool:
@@ -199,15 +77,15 @@ def _row(op: Op, known: dict, source: Value | None = None, out: Value | None = N
     if op.steps is None:
         branches = tuple(dict.fromkeys((known[id(v)].origin, known[id(v)].size) for v in op.inputs
                                        if id(v) in known))
-    return {"name": op.name, "kind": _kind(op), "kernel": _axes(*kernel) if None not in kernel else None,
-            "stride": _axes(*stride) if None not in stride else None,
-            "padding": _axes(*padding) if None not in padding else None,
-            "dilation": _axes(*dilation) if None not in dilation else None,
-            "k_eff": _axes(*k_eff) if None not in k_eff else None,
-            "n_in": _axes(*source.grid), "n_out": _axes(*out.grid),
-            "j_in": _axes(before.h.jump, before.w.jump), "j_out": _axes(after.h.jump, after.w.jump),
-            "r_in": _axes(before.h.size, before.w.size), "r_out": _axes(after.h.size, after.w.size),
-            "start": _axes(after.h.start, after.w.start), "whole": after.whole, "branches": branches,
+    return {"name": op.name, "kind": _kind(op), "kernel": per_axis(*kernel) if None not in kernel else None,
+            "stride": per_axis(*stride) if None not in stride else None,
+            "padding": per_axis(*padding) if None not in padding else None,
+            "dilation": per_axis(*dilation) if None not in dilation else None,
+            "k_eff": per_axis(*k_eff) if None not in k_eff else None,
+            "n_in": per_axis(*source.grid), "n_out": per_axis(*out.grid),
+            "j_in": per_axis(before.h.jump, before.w.jump), "j_out": per_axis(after.h.jump, after.w.jump),
+            "r_in": per_axis(before.h.size, before.w.size), "r_out": per_axis(after.h.size, after.w.size),
+            "start": per_axis(after.h.start, after.w.start), "whole": after.whole, "branches": branches,
             "global_pool": False, "output_stage": False, "approximate": bool(after.approximate),
             "why": after.approximate}
 
@@ -343,89 +221,6 @@ def describe_head(graph: Trace) -> list[str]:
 
 # ---- the gradient measurement ----------------------------------------------------------------------------------
 
-ACTIVATIONS = {"relu", "relu6", "gelu", "silu", "elu", "selu", "celu", "leaky_relu", "prelu", "rrelu", "hardtanh",
-               "hardswish", "hardsigmoid", "sigmoid", "tanh", "softplus", "mish", "softsign", "logsigmoid",
-               "threshold", "tanhshrink", "hardshrink", "softshrink", "softmax", "log_softmax", "softmin"}
-NORMS = {"batch_norm", "instance_norm", "group_norm", "layer_norm", "local_response_norm", "normalize"}
-DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"}
-WEIGHTED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear"}
-
-
-class _PositivePaths(TorchFunctionMode):
-    """Every path of the network carries the gradient, so that it is non-zero exactly on the field (see
-    positive_paths)."""
-
-    def __init__(self, adaptive=()):
-        super().__init__()
-        self.adaptive, self.calls = list(adaptive), 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = canonical(func)
-        if name in ("adaptive_avg_pool2d", "adaptive_max_pool2d") and self.calls < len(self.adaptive):
-            self.calls += 1
-            if self.adaptive[self.calls - 1] is not None:
-                return F.avg_pool2d(args[0], *self.adaptive[self.calls - 1])
-        if name in WEIGHTED:
-            args, kwargs = list(args), dict(kwargs)
-            weight = kwargs.pop("weight") if "weight" in kwargs else args.pop(1)
-            bias = kwargs.pop("bias") if "bias" in kwargs else (args.pop(1) if len(args) > 1 else None)
-            weight = torch.full_like(weight, 1.0 / weight[0].numel())
-            return func(args[0], weight, None if bias is None else torch.zeros_like(bias), *args[1:], **kwargs)
-        if name in ACTIVATIONS | NORMS | DROPOUTS:
-            return args[0] if args else kwargs["input"]
-        if name == "max_pool2d":
-            return _average_pool(*args, **kwargs)
-        if name == "adaptive_max_pool2d":
-            if kwargs.get("return_indices") or (len(args) > 2 and args[2]):
-                raise ValueError("a max-pool whose indices the network uses has no average-pool equivalent")
-            return F.adaptive_avg_pool2d(args[0], args[1] if len(args) > 1 else kwargs["output_size"])
-        if name in ("amax", "amin"):
-            return torch.mean(*args, **kwargs)
-        return func(*args, **kwargs)
-
-
-def _average_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """The average over a max-pool's windows: a max-pool sends the gradient to one element per window."""
-    if return_indices:
-        raise ValueError("a max-pool whose indices the network uses has no average-pool equivalent")
-    kernel, dilation = torch.nn.modules.utils._pair(kernel_size), torch.nn.modules.utils._pair(dilation)
-    stride = torch.nn.modules.utils._pair(stride if stride not in (None, []) else kernel_size)
-    if dilation == (1, 1):
-        return F.avg_pool2d(input, kernel, stride, padding, ceil_mode)
-    if ceil_mode:
-        raise ValueError("a dilated max-pool with ceil_mode has no average-pool equivalent")
-    channels = input.shape[-3]
-    weight = torch.full((channels, 1, *kernel), 1.0 / math.prod(kernel), dtype=input.dtype, device=input.device)
-    return F.conv2d(input, weight, None, stride, padding, dilation, channels)
-
-
-@contextmanager
-def positive_paths(adaptive=()):
-    """Within the block, the network is linear with positive weights, so an input gradient is non-zero exactly on
-    the receptive field: every conv and linear weight is 1/fan-in and every bias 0, activations, normalisations
-    (their statistics are not part of the field), softmax and dropout are the identity, and max-pools average
-    their windows. Module or functional, all are seen (a TorchFunctionMode).
-
-    adaptive: for the adaptive pools in the order they run, the (kernel, stride) of an average pool to use
-    instead, or None to keep it: an AdaptiveAvgPool2d(2) reads 2x2 of a 4x4 map, but half of a larger one."""
-    with _PositivePaths(adaptive):
-        yield
-
-
-def _nominal_windows(graph: Trace) -> list:
-    """For each adaptive pool of the trace, the fixed windows it pools at the traced size (None: to 1x1, global at
-    any size, or uneven windows no average pool has)."""
-    windows = []
-    for op in graph.ops:
-        if op.func in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
-            steps = [op.steps[axis] for axis in AXES]
-            exact = not any(step.whole or step.approximate for step in steps)
-            windows.append((tuple(step.span for step in steps), tuple(step.stride for step in steps)) if exact
-                           else None)
-    return windows
-
-
 MAX_SIDE = 1024  # the largest probe image: beyond it the float64 activations of a real network get too large
 
 
@@ -476,7 +271,7 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
         size = (*input_shape[:-2], scale * height, scale * width)
         image = torch.ones(1, *size, dtype=torch.float64, requires_grad=True)
         try:
-            with positive_paths(_nominal_windows(nominal)):
+            with positive_paths(nominal_windows(nominal)):
                 probe = run_traced(net, image, stop_after=producer.index)
         except Exception as error:
             raise ValueError(f"{type(model).__name__} cannot run on a {'x'.join(map(str, size))} input, needed to "

@@ -50,7 +50,7 @@ def test_without_a_name_the_files_net_class_is_taken(tmp_path, capsys):
     ("{tmp}/broken.py:Net", "error: cannot import {tmp}/broken.py: SyntaxError: "),
     ("{tmp}/raises.py:Net", "error: cannot import {tmp}/raises.py: ModuleNotFoundError: No module named "
                             "'a_module_nobody_installed'"),
-    ("{nets}:Nett", "error: {nets} has no 'Nett' (it defines: BasicBlock, "),
+    ("{nets}:Nett", "error: {nets} has no 'Nett' (it defines: AdaptiveTwo, BasicBlock, "),
     ("{tmp}/two.py", "error: {tmp}/two.py defines 2 nn.Module classes (A, B): name one, {tmp}/two.py:Name"),
     ("{tmp}/two.py:make", "error: make() returned a int, not an nn.Module"),
 ])

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.trace import _regroup, canonical, trace
+from helpers.trace import trace
+from helpers.trace_layout import regroup
+from helpers.trace_ops import canonical
 
 
 class Lambda(nn.Module):
@@ -154,9 +156,9 @@ def test_a_crop_is_a_step_with_an_offset():
 
 
 def test_regroup_pairs_the_dims_a_reshape_merges():
-    assert _regroup((2, 8, 4, 4), (2, 8, 16)) == [([0], [0]), ([1], [1]), ([2, 3], [2])]
-    assert _regroup((2, 8, 1, 1), (2, 8)) == [([0], [0]), ([1, 2, 3], [1])]
-    assert _regroup((2, 128), (2, 128, 1, 1)) == [([0], [0]), ([1], [1, 2, 3])]
+    assert regroup((2, 8, 4, 4), (2, 8, 16)) == [([0], [0]), ([1], [1]), ([2, 3], [2])]
+    assert regroup((2, 8, 1, 1), (2, 8)) == [([0], [0]), ([1, 2, 3], [1])]
+    assert regroup((2, 128), (2, 128, 1, 1)) == [([0], [0]), ([1], [1, 2, 3])]
 
 
 @pytest.mark.parametrize("function, name", [
