@@ -37,7 +37,6 @@ class Pooling(NamedTuple):
     kind: str  # how positions combine: "mean", "sum", "max", ...
     op: "Op"  # the op that began it (the first of x.mean(3).mean(2))
     source: "Value"  # the map it reduces
-    axes: frozenset  # the axes reduced so far
     positions: int  # how many positions each output combines
     covers: bool  # every position of the map (an AvgPool2d(4) on a 5x5 map covers 16 of 25)
 
@@ -45,7 +44,6 @@ class Pooling(NamedTuple):
 @dataclass(eq=False)
 class Value:
     """A tensor of the forward pass as the graph sees it."""
-    index: int
     shape: tuple
     producer: "Op | None"  # None for the input and for tensors from outside the forward (weights, buffers)
     dims: tuple  # per dimension: "H", "W", "HW" (both, flattened) or None
@@ -103,7 +101,6 @@ class Trace:
     ops: list
     input: Value
     outputs: list
-    input_shape: tuple
 
     def ancestors(self, values) -> set:
         """The ops that compute `values` (their producers, theirs, ...)."""

@@ -132,7 +132,8 @@ def rf_table(model: nn.Module, input_shape=(3, 32, 32)) -> list[dict]:
     one element, in pixels), start (where output element 0's field begins), branches (a merge's inputs as (origin,
     field)), whole (the field is that of a whole map), global_pool, output_stage, approximate and why.
     A number is an int for a square layer and (height, width) otherwise. The output-stage row's r_in is the
-    network's receptive field (final_rf); its r_out covers the whole map, which format_rf_table says in words.
+    network's receptive field (final_rf); its r_out covers the whole map, which format_rf_table says in words; it
+    also names the op that made that field (source) and the output stage's layers (head).
     """
     return rf_rows(trace(model, input_shape))
 

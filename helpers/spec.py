@@ -13,7 +13,7 @@ from .device import pick_device
 from .models import count_parameters
 from .receptive_field import text_table
 from .rules import TRACED, Reading
-from .trace import Trace, trace
+from .trace import BATCH, Trace, trace
 
 MAX_PARAMS, MIN_ACCURACY = 1_000_000, 80.0
 PASS, FAIL, NOT_CHECKED = "pass", "fail", "not checked here"
@@ -97,13 +97,13 @@ def check_s7(model: nn.Module, test_accuracy=None, *, tta_accuracy=None, device:
     when they are elsewhere than `device` or on the CPU of a machine with a GPU, and is not checked on a machine
     without a GPU. test_accuracy: the plain accuracy (0-100) or a training history, a list of dicts whose last
     "test_acc" (plain) counts; tta_accuracy, shown beside it; without one the row is not checked.
-    If the forward pass on a (2, *input_shape) batch fails, every check read from it fails and says why.
+    If the forward pass on a (BATCH, *input_shape) batch fails, every check read from it fails and says why.
     """
     try:
         graph = trace(model, input_shape)
     except Exception as error:  # any model the assignment could be given: report, do not crash
         first_line = str(error).partition("\n")[0]
-        reason = f"forward on {(2, *input_shape)} failed: {type(error).__name__}: {first_line}"
+        reason = f"forward on {(BATCH, *input_shape)} failed: {type(error).__name__}: {first_line}"
         traced = [Check(name, required, reason, FAIL) for name, required, _ in TRACED]
     else:
         traced = _traced_checks(model, graph, input_shape)

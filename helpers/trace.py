@@ -25,7 +25,8 @@ from .graph import AXES, KEEP, SPATIAL, Op, Step, Trace, Value
 from .trace_layout import Call, grid_of, reshape_dims
 from .trace_ops import canonical, carried, read
 
-# ---- the recorder -----------------------------------------------------------------------------------------------
+BATCH = 2  # not 1: x.squeeze() then F.log_softmax(x, dim=1), common in students' networks, needs a batch dim
+
 
 def _tensors(obj) -> list:
     """The tensors in nested tuples, lists and dicts, in order."""
@@ -53,7 +54,6 @@ class Recorder(TorchFunctionMode):
         super().__init__()
         self.model, self.stop_after = model, stop_after
         self.values: dict[int, Value] = {}  # id of a tensor object -> its latest Value (in-place ops make new ones)
-        self.count = itertools.count()
         self.ops: list[Op] = []
         self.stack: list[tuple[str, nn.Module, int]] = []
         self.calls = itertools.count()
@@ -62,12 +62,12 @@ class Recorder(TorchFunctionMode):
 
     def _new(self, tensor, producer, dims, constant, pooling=None, grid=None) -> Value:
         shape = tuple(tensor.shape)
-        value = Value(next(self.count), shape, producer, dims, grid or grid_of(dims, shape), constant, pooling,
-                      tensor)
+        value = Value(shape, producer, dims, grid or grid_of(dims, shape), constant, pooling, tensor)
         self.values[id(tensor)] = value
         return value
 
-    def _value(self, tensor) -> Value:
+    def value_of(self, tensor) -> Value:
+        """The latest Value of a tensor object; a tensor from outside the forward (a weight) is a constant."""
         known = self.values.get(id(tensor))
         if known is not None and known.tensor is tensor:
             return known
@@ -106,7 +106,7 @@ class Recorder(TorchFunctionMode):
         return (base if count == 1 else f"{base}#{count}"), (module if module_name else None), call
 
     def _record(self, func: str, args, kwargs, results) -> None:
-        inputs = [self._value(t) for t in _tensors((args, kwargs))]
+        inputs = [self.value_of(t) for t in _tensors((args, kwargs))]
         call = Call(func, args, kwargs, inputs, results)
         reading = read(call) if inputs else None
         variable = [v for v in inputs if not v.constant]
@@ -137,7 +137,8 @@ class Recorder(TorchFunctionMode):
 
     @staticmethod
     def _dims_by_shape(source: Value | None, tensor, op: Op) -> tuple:
-        """An element-wise op keeps its input's dims; one that changes the size of the map is approximate."""
+        """The dims of an output no handler of trace_ops describes: an element-wise op keeps its input's, a reshape
+        regroups them; an unknown op that changes the size of the map gets approximate steps (set on `op`)."""
         if source is None:
             return (None,) * tensor.dim()
         if len(source.shape) != tensor.dim():
@@ -154,20 +155,17 @@ class Recorder(TorchFunctionMode):
         return source.dims
 
 
-def trace(model: nn.Module, input_shape=(3, 32, 32), batch: int = 2) -> Trace:
-    """The graph of one forward pass of `model` on a (batch, *input_shape) batch of uniform noise, traced on an
-    eval-mode deep copy (the model keeps its mode and state) on the device and dtype of its own tensors.
-
-    batch 2, not 1: x.squeeze() then F.log_softmax(x, dim=1), common in the networks students write, needs a batch
-    dimension that squeeze leaves alone. Any exception of the forward pass propagates.
-    """
+def trace(model: nn.Module, input_shape=(3, 32, 32)) -> Trace:
+    """The graph of one forward pass of `model` on a (BATCH, *input_shape) batch of uniform noise, traced on an
+    eval-mode deep copy (the model keeps its mode and state) on the device and dtype of its own tensors. Any
+    exception of the forward pass propagates."""
     model = copy.deepcopy(model).eval()
     first = next(itertools.chain(model.parameters(), model.buffers()), None)
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     generator = torch.Generator().manual_seed(0)
-    image = torch.rand(batch, *input_shape, generator=generator).to(device, dtype) if device.type != "meta" \
-        else torch.empty(batch, *input_shape, device=device, dtype=dtype)
+    image = torch.rand(BATCH, *input_shape, generator=generator).to(device, dtype) if device.type != "meta" \
+        else torch.empty(BATCH, *input_shape, device=device, dtype=dtype)
     return run_traced(model, image)
 
 
@@ -180,5 +178,5 @@ def run_traced(model: nn.Module, image: torch.Tensor, stop_after: int | None = N
                 output = model(image)
         except _Stop:
             output = recorder.ops[-1].outputs[0].tensor
-    outputs = [recorder._value(t) for t in _tensors(output)]
-    return Trace(recorder.ops, recorder.input, outputs, tuple(image.shape[1:]))
+    outputs = [recorder.value_of(t) for t in _tensors(output)]
+    return Trace(recorder.ops, recorder.input, outputs)

@@ -6,7 +6,9 @@ import torch
 
 from .graph import AXES, KEEP, SPATIAL, Pooling, Step, Value
 
+
 class Call(NamedTuple):
+    """One call of a torch function, as the recorder hands it to a handler."""
     func: str
     args: tuple
     kwargs: dict

@@ -108,7 +108,7 @@ def _interpolate(input, size=None, scale_factor=None, mode="nearest", *args, **k
     return {"mode": mode}
 
 
-def _dims_argument(call, first_position: int):
+def _dims_argument(call: Call, first_position: int):
     """The dims a reduction names (dim=, axis=, or the first positional int or sequence from first_position), or
     None for all of them."""
     dims = call.kwargs.get("dim", call.kwargs.get("axis"))
@@ -119,7 +119,7 @@ def _dims_argument(call, first_position: int):
                 break
     if dims is None:
         return None
-    ndim = len(call.args[0].shape)
+    ndim = len(call.inputs[0].shape)
     dims = [dims] if isinstance(dims, int) else list(dims)
     return sorted({d % ndim for d in dims}) if ndim else []
 
@@ -133,7 +133,7 @@ def _spatial_reading(call: Call, params: dict, steps: dict, kind: str | None = N
         covers = all(step.span - step.offset >= n for step, n in zip(steps.values(), n_in))
         if covers:
             steps = {axis: WHOLE if n > 1 else KEEP for axis, n in zip(AXES, n_in)}
-        pooling = Pooling(kind, None, map_of(x) or x, frozenset(AXES), n_in[0] * n_in[1], covers)
+        pooling = Pooling(kind, None, map_of(x) or x, n_in[0] * n_in[1], covers)
     return Reading(params, steps, x.dims[:-2] + ("H", "W"), pooling)
 
 
@@ -150,7 +150,7 @@ def _adaptive_reading(call: Call, kind: str) -> Reading:
                                f"an adaptive pool from {n_in} to {n_out}: its windows differ in size")
     pooling = None
     if tuple(out.shape[-2:]) == (1, 1) and max(x.shape[-2:]) > 1:
-        pooling = Pooling(kind, None, map_of(x) or x, frozenset(AXES), x.shape[-2] * x.shape[-1], True)
+        pooling = Pooling(kind, None, map_of(x) or x, x.shape[-2] * x.shape[-1], True)
     return Reading({"output_size": tuple(out.shape[-2:])}, steps, x.dims[:-2] + ("H", "W"), pooling)
 
 
@@ -182,7 +182,6 @@ def _reduction_reading(call: Call, op_kind: str) -> Reading | None:
     earlier = x.pooling
     pooling = Pooling(op_kind if earlier is None or earlier.kind == op_kind else f"{earlier.kind}, then {op_kind}",
                       earlier.op if earlier else None, earlier.source if earlier else (map_of(x) or x),
-                      frozenset(reduced | (earlier.axes if earlier else set())),
                       positions * (earlier.positions if earlier else 1), True)
     steps = {axis: WHOLE if axis in reduced else KEEP for axis in AXES}
     return Reading({"dims": dims}, steps, out_dims, pooling, grid=tuple(
@@ -251,7 +250,8 @@ def carried(func: str, call: Call, source: Value) -> Pooling | None:
     if pooling is None:
         return None
     scalars = [a for a in call.args[1:] if isinstance(a, (int, float))] + \
-              [v.tensor.item() for v in call.inputs[1:] if v.constant and v.tensor.numel() == 1]
+              [v.tensor.item() for v in call.inputs[1:] if v.constant and v.tensor.numel() == 1
+               and v.tensor.device.type != "meta"]  # a meta tensor holds no number
     if pooling.kind == "sum" and len(scalars) == 1 and (
             (func == "div" and math.isclose(scalars[0], pooling.positions)) or
             (func == "mul" and math.isclose(scalars[0] * pooling.positions, 1))):

@@ -177,3 +177,24 @@ def test_depthwise_separable_lecture_example():
                                                             ("pointwise", "pointwise conv")]
     assert final_rf(rows) == final_rf(rf_table(normal, (16, 8, 8))) == 3
     assert empirical_rf(separable, (16, 8, 8)) == 3
+
+
+class FixedSize(nn.Module):
+    """A learned offset of the image's own 32x32 size before four 9x9 convs (field 33): it runs at 32x32 only."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset = nn.Parameter(torch.zeros(1, 2, 32, 32))
+        self.convs = nn.Sequential(*(conv(9, padding=4) for _ in range(4)))
+
+    def forward(self, x):
+        return self.convs(x + self.offset)
+
+
+def test_a_network_that_cannot_run_larger_says_so_in_one_line():
+    model = FixedSize()
+    assert final_rf(rf_table(model, (2, 32, 32))) == 33
+    with pytest.raises(ValueError, match=r"^FixedSize cannot run on a 2x64x64 input, needed to measure its field "
+                                         r"\(33 px\): RuntimeError: The size of tensor a \(64\) must match") as error:
+        empirical_rf(model, (2, 32, 32))
+    assert "\n" not in str(error.value)
