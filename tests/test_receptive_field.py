@@ -198,3 +198,16 @@ def test_a_network_that_cannot_run_larger_says_so_in_one_line():
                                          r"\(33 px\): RuntimeError: The size of tensor a \(64\) must match") as error:
         empirical_rf(model, (2, 32, 32))
     assert "\n" not in str(error.value)
+
+
+def test_a_transposed_conv_is_marked_approximate_and_named():
+    """Its outputs read unequal numbers of inputs: no one (size, jump, start) says every output's window."""
+    model = nn.Sequential(conv(stride=2, padding=1), nn.ConvTranspose2d(2, 2, 3, 2, padding=1, output_padding=1),
+                          conv(padding=1))
+    rows = rf_table(model, (2, 32, 32))
+    assert [(row["kind"], row["approximate"]) for row in rows] == [("conv", False), ("transposed conv", True),
+                                                                   ("conv", True)]
+    assert format_rf_table(rows).splitlines()[-1] == ("* approximate: 1: a transposed conv: its output positions "
+                                                      "read unequal numbers of inputs. empirical_rf measures the "
+                                                      "field exactly")
+    assert empirical_rf(model, (2, 32, 32)) == 7
