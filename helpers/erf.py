@@ -75,23 +75,23 @@ class RFSquare(NamedTuple):
 
 def rf_squares(model: nn.Module, blocks, input_shape=(3, 32, 32)) -> dict:
     """{block: the theoretical field of the unit effective_rf probes}: r_out of the block's last spatial layer in
-    receptive_field.rf_table, centred where the formulas put that unit.
+    receptive_field.rf_table, centred where the windows put that unit.
 
-    Output position 0's centre moves by ((k_eff - 1) / 2 - padding) * j_in at each layer, and position i lies i * j_out
-    further on. Square kernels, strides and images assumed, as rf_table does; a branching network is refused.
+    Output position i's field starts at start + i * j_out, so its centre is start + i * j_out + (r_out - 1) / 2, for
+    branches too. Square kernels, strides and images assumed; a field the formulas only estimate is refused.
     """
     table = rf_table(model, input_shape)
     squares = {}
     for block in blocks:
-        inside = [i for i, row in enumerate(table) if not block or row["name"] == block
-                  or row["name"].startswith(block + ".")]
+        inside = [row for row in table if not row["output_stage"] and (
+            not block or row["name"] == block or row["name"].startswith(block + "."))]
         if not inside:
             raise ValueError(f"{block!r} holds no spatial layer")
-        rows = table[:inside[-1] + 1]
-        if rows[-1]["approximate"]:
-            raise ValueError("the layers up to this block do not run as a chain: the formulas cannot place the field")
-        first_centre = sum(((row["k_eff"] - 1) / 2 - row["padding"]) * row["j_in"] for row in rows)
-        squares[block] = RFSquare(rows[-1]["r_out"], first_centre + rows[-1]["n_out"] // 2 * rows[-1]["j_out"])
+        row = inside[-1]
+        if row["approximate"]:
+            raise ValueError(f"the formulas only estimate this block's field ({'; '.join(row['why'])})")
+        centre = row["start"] + row["n_out"] // 2 * row["j_out"] + (row["r_out"] - 1) / 2
+        squares[block] = RFSquare(row["r_out"], centre)
     return squares
 
 

@@ -13,7 +13,8 @@ from helpers.erf import (BLOCKS, effective_rf, erf_square_sides, erf_table, meas
 from helpers.erf_figures import erf_figure, erf_over_image_figure, gridding_figure
 from helpers.gradcam import grad_cam
 from helpers.models import S7AirNet
-from helpers.receptive_field import _positive_copy, final_rf, rf_table
+from helpers.positive_paths import positive_paths
+from helpers.receptive_field import final_rf, rf_table
 from tests.conftest import TINY_AIR, png_kb
 
 
@@ -98,12 +99,13 @@ def test_theoretical_squares_of_s7airnet_by_hand():
 
 
 def test_theoretical_squares_are_where_the_gradient_reaches():
-    """With every path positive (receptive_field._positive_copy) the input gradient is non-zero exactly on the
+    """With every path positive (helpers.positive_paths) the input gradient is non-zero exactly on the
     theoretical field: its extent must be the square the formulas place."""
     model = tiny_airnet()
     squares = rf_squares(model, BLOCKS, (3, 64, 64))
     for block in BLOCKS:
-        reached = effective_rf(_positive_copy(model), block, torch.ones(1, 3, 64, 64)) > 0
+        with positive_paths():
+            reached = effective_rf(model, block, torch.ones(1, 3, 64, 64)) > 0
         side, centre = squares[block]
         for axis in (reached.any(1), reached.any(0)):
             hits = axis.nonzero().flatten()
