@@ -126,3 +126,9 @@ def exact_fp32(device: torch.device):
     finally:
         for (owner, name), value in zip(flags, saved):
             setattr(owner, name, value)
+
+
+def training_arithmetic(device: torch.device, precision: str):
+    """The context a whole training run goes in: true fp32 for an fp32 run (exact_fp32), as torch 2.14 lets cuDNN
+    convolutions use TF32 by default on Ampere and newer GPUs; the other precisions keep torch's settings."""
+    return exact_fp32(device) if precision == "fp32" else nullcontext()

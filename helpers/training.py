@@ -24,7 +24,7 @@ from .distributed import all_reduce_sum, distribute, is_main_process, loss_weigh
 from .evaluation import evaluate
 from .optimizers import build_optimizers, load_optimizer_states, optimizer_states, set_learning_rate
 from .precision import (CPU_CANDIDATES, autocast, device_reason, fastest, fixed_choice, grad_scaler, remember,
-                        remembered)
+                        remembered, training_arithmetic)
 from .recipes import ConfigError, Recipe, epoch_count, recipe_from_dict, training_steps
 
 PROBE_ROUNDS, PROBE_STEPS = 3, 2  # auto on a CPU: rounds of training steps per precision, interleaved, after one
@@ -78,10 +78,11 @@ def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Gene
     optimizers, scaler = build_optimizers(model, recipe), grad_scaler(device, recipe.precision)
     done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe, len(data.train_images)) \
         if resume_from else (0, 0, [])
-    net = distribute(model, device, recipe.sync_batchnorm, share.stop - share.start)
+    net = distribute(model, device, recipe.sync_batchnorm, recipe.batch_size)
     net = torch.compile(net) if recipe.compile else net
     total_steps, weight = training_steps(len(data.train_images), recipe), loss_weight(share, recipe.batch_size)
-    with intra_op_threads(device, share.stop - share.start):  # a step of a few images: one thread (device.py)
+    # A step of a few images on one thread (device.py); an fp32 run in true fp32, TF32 off (precision.py).
+    with intra_op_threads(device, share.stop - share.start), training_arithmetic(device, recipe.precision):
         for epoch in range(done + 1, min(epoch_count(recipe), stop_after_epoch or epoch_count(recipe)) + 1):
             net.train()
             start, losses, correct = time.perf_counter(), [], []
@@ -104,7 +105,7 @@ def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Gene
                 losses.append(loss.detach())  # kept on the device: a .item() per step would make a GPU wait
                 correct.append((logits.argmax(1) == y).sum())
             history.append(epoch_record(epoch, losses, correct, start, step, total_steps, recipe, checkpoint_path))
-            if evaluate_each_epoch:
+            if evaluate_each_epoch and is_main_process():  # the others would compute the same number
                 history[-1]["test_acc"] = evaluate(model, data.test_images, data.test_labels)
             if checkpoint_path is not None and is_main_process():
                 save_checkpoint(model, checkpoint_path, **resumable_state(optimizers, scaler, generator, recipe,
