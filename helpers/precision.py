@@ -5,7 +5,8 @@
 - CPU: it depends on the processor (bf16 matrix units are fast on some, emulated and slower on others), so "auto"
   measures training steps in each (helpers.training) and remembers the answer per processor here, so that a busy
   moment of the machine cannot flip it from one run to the next.
-- MPS: fp32; autocast there raises before torch 2.5, takes bf16 from 2.6, and its gradient scaler needs 2.8.
+- MPS: fp32; autocast there raises before torch 2.5, takes bf16 from 2.6 (on macOS 14 and up), and its gradient
+  scaler needs 2.8.
 """
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .device import cuda_bf16_native
+from .device import cuda_bf16_native, mps_bf16_missing
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CPU_CANDIDATES = ("fp32", "bf16")  # fp16 runs on CPUs too, but none has fast fp16 matrix units
@@ -38,6 +39,8 @@ def unsupported_reason(device_type: str, precision: str, version: tuple[int, int
     if device_type == "mps" and precision in MPS_MINIMUM_TORCH and version < MPS_MINIMUM_TORCH[precision]:
         needed = ".".join(map(str, MPS_MINIMUM_TORCH[precision]))
         return f"{precision} on Apple MPS needs torch {needed} or newer (this is {torch.__version__}): use fp32"
+    if device_type == "mps" and precision == "bf16" and (reason := mps_bf16_missing()):
+        return reason
     if device_type == "cuda" and precision == "bf16" and not cuda_bf16_native:
         return "this GPU has no native bfloat16 (compute capability below 8.0): use fp16 or fp32"
     return None
