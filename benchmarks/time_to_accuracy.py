@@ -10,8 +10,8 @@ whether the tree had changes), the torch version. train_seconds is the training 
 test evaluations not counted); warmup_seconds is the untimed run of a few steps before it (kernel selection,
 allocation), never counted.
 test_acc is the recipe's own evaluation (its TTA), test_acc_plain is without TTA. Against the machine
-(benchmarks/RESULTS.md explains each field): peak_gflops is the best of fp32 and bf16 matmuls (2048^3 on a CPU,
-8192^3 timed with CUDA events on a GPU), probed just before and just after each run (peak_probes), the higher
+(benchmarks/RESULTS.md explains each field): peak_gflops is the best of fp32 and bf16 matmuls (2048^3 on a CPU;
+on a GPU fp32 and its half precision, grown to a size that takes a few ms, timed with CUDA events), probed just before and just after each run (peak_probes), the higher
 counting: one probe is a short burst, which a slow moment of a shared machine can pull down, and a low peak would
 flatter the run; train_tflop = 2 x 3 x forward multiply-adds per image x images trained, plus muon_tflop, Muon's
 orthogonalisation; efficiency = train_tflop / train_seconds / peak; tflop_eq = train_seconds x peak / 1000, in

@@ -262,7 +262,7 @@ def train_batches(images, labels, batch_size: int, generator: torch.Generator, t
     order, shifts, flips = epoch_draws(len(images), batch_size, generator, translate, flip and not alternate,
                                        images.device)
     for step, start in enumerate(range(0, len(images) - batch_size + 1, batch_size)):
-        index = order[start:start + batch_size]
-        flipped = (index + alternate_flip_epoch) % 2 == 1 if alternate else None if flips is None else flips[step]
-        batch = apply_augmentation(images[index], translate, None if shifts is None else shifts[step], flipped)
-        yield to_float(batch[part], channels_last), labels[index][part]
+        index = order[start:start + batch_size][part]  # only this process's slice is cut and augmented
+        flipped = (index + alternate_flip_epoch) % 2 == 1 if alternate else None if flips is None else flips[step][part]
+        batch = apply_augmentation(images[index], translate, None if shifts is None else shifts[step][:, part], flipped)
+        yield to_float(batch, channels_last), labels[index]

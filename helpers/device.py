@@ -1,5 +1,6 @@
 """Which device to run on: the same code uses a GPU when there is one and the CPU otherwise."""
 import ctypes
+import functools
 import platform
 from contextlib import contextmanager
 import statistics
@@ -116,19 +117,62 @@ def cpu_name(cpuinfo: str) -> str:
     return fields["model name"] + (f" ({', '.join(numbers)})" if numbers else "")
 
 
-GPU_MATMUL_SIZE = 8192  # a GPU does a 2048^3 matmul in microseconds: launch and sync would be timed, not the math
+# The peak probe's matmul doubles from 256 until one product takes long enough to time, or reaches the largest size:
+# a second or two of work on any device, where a fixed 8192^3 would keep a small GPU busy for half a minute. A CPU
+# stops at 2048, the size its records use (DESIGN.md), unless a product takes 50 ms sooner (a CPU far slower than
+# those met); a GPU from 2 ms a product, long beside a kernel launch.
+PROBE = {"cpu": (2048, 0.05), "gpu": (8192, 0.002)}  # (largest size, seconds one product needs to stop growing)
+MPS_BF16_MACOS = (14, 0)  # MPS computes bf16 from macOS 14 (Sonoma) on
 
 
 def peak_gflops(device, repeats: int = 5) -> float:
-    """The machine's own limit: the best of fp32 and bf16 dense matmul, median of `repeats`, in GFLOP/s."""
-    size = GPU_MATMUL_SIZE if device.type == "cuda" else 2048
+    """The machine's own limit: the best dense matmul GFLOP/s of fp32 and the half precision the device trains in
+    (probe_dtypes), each the median of `repeats` timings at the size probe_matmul grew to."""
     best = 0.0
-    for dtype in (torch.float32, torch.bfloat16):
-        a, b = (torch.randn(size, size, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
-        a @ b  # warm-up
-        seconds = statistics.median(seconds_of(lambda: a @ b, device) for _ in range(repeats))
+    for dtype in probe_dtypes(device):
+        size, product = probe_matmul(device, dtype)
+        seconds = statistics.median(seconds_of(product, device) for _ in range(repeats))
         best = max(best, 2 * size**3 / seconds / 1e9)
     return best
+
+
+def probe_dtypes(device) -> list[torch.dtype]:
+    """fp32, and bf16 where the device computes it (a CPU, a GPU of compute capability 8.0 and up, MPS from macOS
+    14), else fp16 on a CUDA GPU, which is what it trains in."""
+    if device.type == "cuda":
+        return [torch.float32, torch.bfloat16 if cuda_bf16_native(device) else torch.float16]
+    if device.type == "mps" and mps_bf16_missing():
+        return [torch.float32]
+    return [torch.float32, torch.bfloat16]
+
+
+def probe_matmul(device, dtype: torch.dtype) -> tuple[int, object]:
+    """(size, a function computing one size x size product in dtype on the device): the size doubled from 256 until
+    one product takes long enough to time (PROBE), each size run once untimed first."""
+    largest, enough = PROBE["cpu" if device.type == "cpu" else "gpu"]
+    size = 256
+    while True:
+        a, b = (torch.randn(size, size, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
+        product = functools.partial(torch.matmul, a, b)
+        product()  # warm-up: the first call picks its kernel
+        if size >= largest or seconds_of(product, device, times=1) >= enough:
+            return size, product
+        size *= 2
+
+
+def macos_version() -> tuple[int, ...] | None:
+    """(major, minor) of this Mac's macOS, None elsewhere."""
+    text = platform.mac_ver()[0]
+    return tuple(int(part) for part in text.split(".")[:2]) if text else None
+
+
+def mps_bf16_missing() -> str | None:
+    """Why Apple's MPS cannot compute bf16 on this Mac, or None: it needs macOS 14 (torch's MPSGraphSonomaOps).
+    None off macOS, where there is no MPS to ask."""
+    version = macos_version()
+    if version is None or version >= MPS_BF16_MACOS:
+        return None
+    return f"bf16 on Apple MPS needs macOS 14 or newer (this is macOS {'.'.join(map(str, version))}): use fp32"
 
 
 def seconds_of(work, device, times: int = 10) -> float:

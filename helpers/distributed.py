@@ -135,21 +135,32 @@ MIN_BATCHNORM_IMAGES = 64  # fewer images per GPU than this, and BatchNorm's sta
 
 
 def distribute(model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = False,
-               images_per_process: int | None = None) -> torch.nn.Module:
+               batch_size: int | None = None) -> torch.nn.Module:
     """The module to train with: `model` itself alone, else DistributedDataParallel around it.
 
     Each process normalises with the statistics of its own slice of the batch: from a few hundred images per GPU
     they are as good as the global batch's, and SyncBatchNorm costs every BatchNorm forward a host sync, an
-    all_gather and an all_reduce. It is used when asked (sync_batchnorm) and, on GPUs, whenever a process has
-    fewer than MIN_BATCHNORM_IMAGES images of each batch. torch's SyncBatchNorm refuses CPU tensors, so on CPUs
-    it is an error to ask for it, and small slices keep their own statistics. It is converted in place, so the
-    caller's `model` holds the synced layers.
+    all_gather and an all_reduce. It is used when asked (sync_batchnorm) and, on GPUs, when the global batch
+    (batch_size) leaves some process fewer than MIN_BATCHNORM_IMAGES images (see needs_sync_batchnorm). torch's
+    SyncBatchNorm refuses CPU tensors, so on CPUs it is an error to ask for it, and small slices keep their own
+    statistics. It is converted in place, so the caller's `model` holds the synced layers.
     """
     if sync_batchnorm and device.type != "cuda":
         raise ConfigError(f"SyncBatchNorm needs GPUs (torch's refuses {device.type} tensors)")
     if world_size() == 1:
         return model
-    if sync_batchnorm or (device.type == "cuda" and (images_per_process or 0) < MIN_BATCHNORM_IMAGES):
+    if sync_batchnorm or (device.type == "cuda" and needs_sync_batchnorm(batch_size or 0, world_size())):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                      else None)
+
+
+def needs_sync_batchnorm(batch_size: int, processes: int) -> bool:
+    """Whether the smallest process slice of a batch_size batch (process_share) is under MIN_BATCHNORM_IMAGES.
+
+    Decided from the global batch and the number of processes, never from a process's own slice, so that every
+    process decides the same: a process with SyncBatchNorm waits in collectives (an all_gather every forward, an
+    all_reduce every backward) that a process with plain BatchNorm never joins, and the run would hang. Batch 127
+    on 2 processes splits 64 and 63: both sync.
+    """
+    return batch_size // processes < MIN_BATCHNORM_IMAGES

@@ -21,15 +21,31 @@ def orthogonalise(g: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS, eps: float 
     Newton-Schulz iteration in `dtype` (a few matrix products, no SVD). Its coefficients push small singular values
     up fast rather than converge: the result has singular values between about 0.5 and 1.5, which trains as well as
     exact orthogonalisation."""
+    x = g.to(dtype=dtype, memory_format=torch.contiguous_format, copy=True)
+    return orthogonalise_stacks([x], steps, eps)[0]
+
+
+def orthogonalise_stacks(stacks: list[torch.Tensor], steps: int = NEWTON_SCHULZ_STEPS,
+                         eps: float = 1e-7) -> list[torch.Tensor]:
+    """orthogonalise for several batches of matrices at once, each (..., rows, cols) of its own shape, contiguous;
+    they are normalised in place. Each matrix product runs per batch, every element-wise step as one torch._foreach_
+    op over all of them: on a GPU a launch per op, not per op and shape. Each matrix gets the same arithmetic, in
+    the same order, as it would alone."""
     a, b, c = 3.4445, -4.7750, 2.0315
-    x = g.to(dtype)
-    x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)  # every singular value at most 1
-    tall = x.shape[-2] > x.shape[-1]
-    wide = x.mT if tall else x  # the iteration works on the smaller Gram matrix
+    matrices = [m for x in stacks for m in x.view(-1, *x.shape[-2:]).unbind()]
+    norms = torch._foreach_norm(matrices)
+    torch._foreach_add_(norms, eps)
+    torch._foreach_div_(matrices, norms)  # every singular value at most 1
+    tall = [x.shape[-2] > x.shape[-1] for x in stacks]
+    wides = [x.mT if t else x for x, t in zip(stacks, tall)]  # the iteration works on the smaller Gram matrix
+    n = len(wides)
     for _ in range(steps):
-        gram = wide @ wide.mT
-        wide = a * wide + (b * gram + c * gram @ gram) @ wide
-    return wide.mT if tall else wide
+        grams = [w @ w.mT for w in wides]
+        scaled = torch._foreach_mul(grams + grams + list(wides), [b] * n + [c] * n + [a] * n)
+        polynomials = scaled[:n]  # b * gram + c * gram @ gram
+        torch._foreach_add_(polynomials, [c_gram @ gram for c_gram, gram in zip(scaled[n:2 * n], grams)])
+        wides = torch._foreach_add(scaled[2 * n:], [p @ w for p, w in zip(polynomials, wides)])
+    return [w.mT if t else w for w, t in zip(wides, tall)]
 
 
 def newton_schulz_flops(shape, steps: int = NEWTON_SCHULZ_STEPS) -> int:
@@ -45,8 +61,11 @@ class Muon(torch.optim.Optimizer):
     decay: each bank is scaled back to norm sqrt(out) (filters of norm 1 on average) before its step.
 
     Banks of the same shape are orthogonalised together, one batched matrix product per iteration instead of one
-    per bank. Under fp16's GradScaler it unscales the gradients and skips a step with an infinite gradient itself
-    (_step_supports_amp_scaling), so the scaler needs no host sync for it.
+    per bank, and every element-wise step is one torch._foreach_ op over all banks: a step on a GPU is bound by
+    its kernel launches, not its arithmetic. The momentum buffers, and the stacked work tensors the matrix products
+    read, are made once (tests/test_muon.py counts the ops of a step). Under fp16's GradScaler it unscales the
+    gradients and skips a step with an infinite gradient itself (_step_supports_amp_scaling), so the scaler needs
+    no host sync for it.
     """
 
     _step_supports_amp_scaling = True
@@ -54,35 +73,77 @@ class Muon(torch.optim.Optimizer):
     def __init__(self, params, lr: float, momentum: float = MOMENTUM, precision: str = "fp32"):
         super().__init__(params, dict(lr=lr, momentum=momentum))
         self.dtype = NEWTON_SCHULZ_DTYPES.get(precision, torch.float32)
+        self.workspaces = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
 
     @torch.no_grad()
     def step(self, closure=None):
         grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)  # GradScaler's
         for group in self.param_groups:
-            banks = defaultdict(list)
-            for p in group["params"]:
-                if p.grad is not None:
-                    banks[p.shape].append(p)
-            for same_shape in banks.values():
-                self.step_banks(same_shape, group["lr"], group["momentum"], grad_scale, found_inf)
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self.step_banks(self.workspace(params), group["lr"], group["momentum"], grad_scale, found_inf)
 
-    def step_banks(self, params, lr: float, momentum: float, grad_scale=None, found_inf=None):
-        grads = torch.stack([p.grad for p in params])
+    def workspace(self, params) -> "Workspace":
+        """The work tensors of these banks, made on their first step."""
+        key = tuple(id(p) for p in params)
+        if key not in self.workspaces:
+            self.workspaces[key] = Workspace(params, self.dtype)
+        return self.workspaces[key]
+
+    def step_banks(self, work: "Workspace", lr: float, momentum: float, grad_scale=None, found_inf=None):
+        params = work.params
+        grads = [p.grad for p in params]
         if grad_scale is not None:
-            grads = grads / grad_scale
-        buffers = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
-        velocity = torch.stack(buffers).mul_(momentum).add_(grads)
-        update = grads.add(velocity, alpha=momentum)  # Nesterov: look ahead along the momentum
-        weights = torch.stack(params)
-        weights *= len(params[0]) ** 0.5 / weights.flatten(1).norm(dim=1).view(-1, *[1] * params[0].ndim)
-        weights -= lr * orthogonalise(update.flatten(2), dtype=self.dtype).view_as(weights).to(weights.dtype)
+            grads = torch._foreach_div(grads, grad_scale)
+        buffers = [self.state[p]["momentum_buffer"] for p in params]
+        velocity = torch._foreach_mul(buffers, momentum)
+        torch._foreach_add_(velocity, grads)
+        updates = torch._foreach_add(grads, velocity, alpha=momentum)  # Nesterov: look ahead along the momentum
+        torch._foreach_copy_(work.weights, params)
+        scales = torch._foreach_reciprocal(torch._foreach_norm(work.flat_weights))
+        torch._foreach_mul_(scales, work.target_norms)
+        torch._foreach_mul_(work.weights, scales)
+        torch._foreach_copy_(work.matrices, updates)
+        orthogonal = orthogonalise_stacks(work.stacks)
+        torch._foreach_copy_(work.steps, work.per_bank(orthogonal))
+        torch._foreach_mul_(work.steps, lr)
+        torch._foreach_sub_(work.weights, work.steps)
+        new_weights = work.weights
         if found_inf is not None:  # an infinite gradient: the scaler lowers its scale, nothing else changes
             skip = found_inf > 0
-            weights = torch.where(skip, torch.stack(params), weights)
-            velocity = torch.where(skip, torch.stack(buffers), velocity)
-        for p, buffer, new_weight, new_velocity in zip(params, buffers, weights, velocity):
-            p.copy_(new_weight)
-            buffer.copy_(new_velocity)
+            new_weights = [torch.where(skip, p, w) for p, w in zip(params, new_weights)]
+            velocity = [torch.where(skip, b, v) for b, v in zip(buffers, velocity)]
+        torch._foreach_copy_(params, new_weights)
+        torch._foreach_copy_(buffers, velocity)
+
+
+class Workspace:
+    """Muon's work tensors for a list of banks, made once. Per shape: the stack of its banks' updates as matrices
+    (rows, cols) in the orthogonalisation's dtype, which the batched matrix products read, and contiguous stacks of
+    weights and of steps in the weights' dtype. Every list holds one view per bank, in the order of `params`
+    (grouped by shape)."""
+
+    def __init__(self, params, dtype: torch.dtype):
+        by_shape = defaultdict(list)
+        for p in params:
+            by_shape[p.shape].append(p)
+        self.groups = list(by_shape.values())
+        self.params = [p for banks in self.groups for p in banks]
+        self.stacks = [torch.empty(len(banks), len(banks[0]), banks[0][0].numel(), dtype=dtype,
+                                   device=banks[0].device) for banks in self.groups]
+        self.matrices = self.per_bank(self.stacks)
+        self.weights, self.steps = (self.per_bank([torch.empty(len(banks), *banks[0].shape, dtype=banks[0].dtype,
+                                                               device=banks[0].device) for banks in self.groups])
+                                    for _ in range(2))
+        self.flat_weights = [w.view(-1) for w in self.weights]
+        self.target_norms = [len(p) ** 0.5 for p in self.params]  # sqrt(out): filters of norm 1 on average
+
+    def per_bank(self, stacks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each bank's slice of per-shape stacks, viewed in the bank's own shape."""
+        return [m.view(banks[0].shape) for stack, banks in zip(stacks, self.groups) for m in stack.unbind()]
 
 
 def is_filter_bank(p: torch.Tensor) -> bool:

@@ -21,10 +21,23 @@ def build_optimizers(model, recipe: Recipe) -> list[torch.optim.Optimizer]:
     fp16 = recipe.precision == "fp16"
     sgd = torch.optim.SGD(parameter_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
                           nesterov=recipe.nesterov, fused=fp16 or None)
+    if fp16:
+        start_momentum_at_zero(sgd)
     if recipe.muon_lr is None:
         return [sgd]
     return [sgd, Muon([dict(params=muon_banks(model, recipe), initial_lr=recipe.muon_lr)], lr=recipe.muon_lr,
                       precision=recipe.precision)]
+
+
+def start_momentum_at_zero(sgd: torch.optim.SGD) -> None:
+    """Zeroed momentum buffers before the first step. The fused SGD makes them with torch.empty_like on its first
+    step, and its kernel returns before writing them when fp16's scaler skips that step (an infinite gradient at
+    the first loss scale): the next step would read whatever that memory held. From zero, the first real step
+    computes what it would have (momentum x 0 + gradient)."""
+    for group in sgd.param_groups:
+        for p in group["params"]:
+            if group["momentum"]:
+                sgd.state[p]["momentum_buffer"] = torch.zeros_like(p)
 
 
 def muon_banks(model, recipe: Recipe) -> list[torch.Tensor]:

@@ -6,14 +6,15 @@
   same machine however busy it is. bf16 where the CPU has AMX (bf16 matrix units) or is an AMD with AVX512-BF16
   (Zen 4, Zen 5), both measured faster in bf16; fp32 elsewhere: an Intel Xeon with AVX512-BF16 but no AMX trains
   slower in bf16 (benchmarks/RESULTS.md, "Processors met"). Steps of a few images stay fp32 whatever the CPU.
-- MPS: fp32; autocast there raises before torch 2.5, takes bf16 from 2.6, and its gradient scaler needs 2.8.
+- MPS: fp32; autocast there raises before torch 2.5, takes bf16 from 2.6 (on macOS 14 and up), and its gradient
+  scaler needs 2.8.
 """
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 
 import torch
 
-from .device import SINGLE_THREAD_STEP, cuda_bf16_native
+from .device import SINGLE_THREAD_STEP, cuda_bf16_native, mps_bf16_missing
 from .recipes import ConfigError, Recipe, recipe_from_dict
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -35,6 +36,8 @@ def unsupported_reason(device_type: str, precision: str, version: tuple[int, int
     if device_type == "mps" and precision in MPS_MINIMUM_TORCH and version < MPS_MINIMUM_TORCH[precision]:
         needed = ".".join(map(str, MPS_MINIMUM_TORCH[precision]))
         return f"{precision} on Apple MPS needs torch {needed} or newer (this is {torch.__version__}): use fp32"
+    if device_type == "mps" and precision == "bf16" and (reason := mps_bf16_missing()):
+        return reason
     if device_type == "cuda" and precision == "bf16" and not cuda_bf16_native:
         return "this GPU has no native bfloat16 (compute capability below 8.0): use fp16 or fp32"
     return None
@@ -158,3 +161,9 @@ def exact_fp32(device: torch.device):
     finally:
         for (owner, name), value in zip(flags, saved):
             setattr(owner, name, value)
+
+
+def training_arithmetic(device: torch.device, precision: str):
+    """The context a whole training run goes in: true fp32 for an fp32 run (exact_fp32), as torch 2.14 lets cuDNN
+    convolutions use TF32 by default on Ampere and newer GPUs; the other precisions keep torch's settings."""
+    return exact_fp32(device) if precision == "fp32" else nullcontext()

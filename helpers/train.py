@@ -190,14 +190,16 @@ def run(args, device):
 
 
 def train_and_save(model, data, recipe, generator, device, out: Path, checkpoint, config, args, report):
-    """The run itself, then its final model and history.json; the test accuracy (None when stopped early)."""
+    """The run itself, then its final model and history.json; the test accuracy (None when stopped early, and in
+    the other processes under torchrun)."""
     history = train(model, data, recipe, generator, device, checkpoint_path=out / "last.pt", resume_from=checkpoint,
                     stop_after_epoch=args.stop_after_epoch, config=config)
     if len(history) < epoch_count(recipe):
         report(f"stopped after epoch {len(history)} of {recipe.epochs:g}; go on with: "
                f"{train_command('--resume', out / 'last.pt')}")
         return None
-    test_acc = evaluate(model, data.test_images, data.test_labels, tta=recipe.tta)
+    # Under torchrun the first process evaluates; the others would compute the same number.
+    test_acc = evaluate(model, data.test_images, data.test_labels, tta=recipe.tta) if is_main_process() else None
     if is_main_process():
         architecture = type(model).__name__
         saved = save_checkpoint(model, out / model_filename(architecture), recipe=asdict(recipe), **config,

@@ -22,7 +22,7 @@ from .device import intra_op_threads, pick_device
 from .distributed import all_reduce_sum, distribute, is_main_process, loss_weight, process_share, world_size
 from .evaluation import evaluate
 from .optimizers import build_optimizers, load_optimizer_states, lr_factor, optimizer_states, set_learning_rates
-from .precision import autocast, grad_scaler, require_trainable
+from .precision import autocast, grad_scaler, require_trainable, training_arithmetic
 from .recipes import ConfigError, Recipe, epoch_count, recipe_from_dict, steps_per_epoch, training_steps
 
 
@@ -74,10 +74,11 @@ def train(model, data: CIFAR10, recipe: Recipe, generator: torch.Generator = Non
     optimizers, scaler = build_optimizers(model, recipe), grad_scaler(device, recipe.precision)
     done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe, len(data.train_images)) \
         if resume_from else (0, 0, [])
-    net = distribute(model, device, recipe.sync_batchnorm, batch_slice.stop - batch_slice.start)
+    net = distribute(model, device, recipe.sync_batchnorm, recipe.batch_size)
     net = torch.compile(net) if recipe.compile else net
     weight = loss_weight(batch_slice, recipe.batch_size)
-    with intra_op_threads(device, batch_slice.stop - batch_slice.start):  # a few images: one thread (device.py)
+    # A step of a few images on one thread (device.py); an fp32 run in true fp32, TF32 off (precision.py).
+    with intra_op_threads(device, batch_slice.stop - batch_slice.start), training_arithmetic(device, recipe.precision):
         for epoch in range(done + 1, min(epoch_count(recipe), stop_after_epoch or epoch_count(recipe)) + 1):
             net.train()
             start, losses, correct = time.perf_counter(), [], []
@@ -100,7 +101,7 @@ def train(model, data: CIFAR10, recipe: Recipe, generator: torch.Generator = Non
                 losses.append(loss.detach())  # kept on the device: a .item() per step would make a GPU wait
                 correct.append((logits.argmax(1) == y).sum())
             history.append(epoch_record(epoch, losses, correct, start, step, total_steps, recipe, checkpoint_path))
-            if evaluate_each_epoch:
+            if evaluate_each_epoch and is_main_process():  # the others would compute the same number
                 history[-1]["test_acc"] = evaluate(model, data.test_images, data.test_labels)
             if checkpoint_path is not None and is_main_process():
                 save_checkpoint(model, checkpoint_path, **resumable_state(optimizers, scaler, generator, recipe,

@@ -1,5 +1,6 @@
 import ctypes
 import json
+import platform
 import subprocess
 import sys
 
@@ -7,7 +8,9 @@ import pytest
 import torch
 
 from helpers.data import CIFAR10
-from helpers.device import cpu_name
+from helpers import device as device_module
+from helpers.device import cpu_name, peak_gflops, probe_dtypes, probe_matmul
+from helpers.precision import unsupported_reason
 from helpers.recipes import Recipe
 from helpers.training import train
 
@@ -96,3 +99,58 @@ def test_a_step_of_a_few_images_trains_on_one_thread_and_the_setting_comes_back(
     recipe = Recipe(epochs=1, batch_size=batch, precision="fp32", channels_last=False)
     train(model, data, recipe, device=torch.device("cpu"), progress=False, evaluate_each_epoch=False)
     assert set(model.seen) == {expected or before} and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("mac, refused", [("13.6.1", True), ("14.2", False), ("15.0", False), ("", False)])
+def test_mps_bf16_needs_macos_14_and_the_peak_probe_times_only_what_the_device_computes(monkeypatch, mac, refused):
+    """MPS computes bf16 from macOS 14 on: earlier the precision is refused and the probe times fp32 alone. Off
+    macOS ("") there is no MPS to refuse."""
+    monkeypatch.setattr(platform, "mac_ver", lambda: (mac, ("", "", ""), ""))
+    reason = unsupported_reason("mps", "bf16", (2, 14))
+    assert (reason is not None) == refused
+    if refused:
+        assert reason == "bf16 on Apple MPS needs macOS 14 or newer (this is macOS 13.6): use fp32"
+    assert probe_dtypes(torch.device("mps")) == [torch.float32] + [torch.bfloat16] * (not refused)
+    assert unsupported_reason("mps", "fp32", (2, 14)) is None
+
+
+@pytest.mark.parametrize("capability, half", [((7, 5), torch.float16), ((8, 0), torch.bfloat16)])
+def test_a_gpus_peak_probe_times_fp32_and_the_half_precision_it_trains_in(monkeypatch, capability, half):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert probe_dtypes(torch.device("cuda")) == [torch.float32, half]
+
+
+def made_up_speed(monkeypatch, gflops: float) -> list[float]:
+    """Every timed product of the peak probe takes the time it would at `gflops`; returns the list of seconds the
+    device spends on them (with the untimed call before each), filled as the probe runs."""
+    spent = []
+
+    def fake_seconds_of(work, device, times: int = 10):
+        seconds = 2 * work.args[0].shape[0] ** 3 / (gflops * 1e9)
+        spent.append(seconds * ((times if device.type != "cpu" else 1) + 1))
+        return seconds
+
+    monkeypatch.setattr(device_module, "seconds_of", fake_seconds_of)
+    return spent
+
+
+@pytest.mark.parametrize("tflops, size", [(4, 2048), (8, 2048), (65, 4096), (700, 8192), (2000, 8192)])
+def test_the_peak_probe_grows_to_a_size_it_can_time_and_takes_a_second_or_two_on_any_gpu(monkeypatch, tflops, size):
+    """A made-up GPU of `tflops` (the meta device stands in: its products cost nothing): the probe measures that
+    rate, at a size where a product takes at least 2 ms, in under 2 s of the GPU's time (a fixed 8192^3 probe took
+    110 TFLOP: half a minute on a T4)."""
+    spent = made_up_speed(monkeypatch, tflops * 1000)
+    meta = torch.device("meta")
+    assert probe_matmul(meta, torch.float32)[0] == size
+    spent.clear()
+    assert peak_gflops(meta) == pytest.approx(tflops * 1000)
+    assert sum(spent) < 2
+
+
+def test_a_cpu_probes_the_2048_products_of_its_records_and_a_far_slower_one_stops_sooner(monkeypatch):
+    cpu = torch.device("cpu")
+    assert probe_matmul(cpu, torch.float32)[0] == 2048
+    spent = made_up_speed(monkeypatch, 40)  # a fifth of the slowest CPU met
+    assert probe_matmul(cpu, torch.bfloat16)[0] == 1024
+    spent.clear()
+    assert peak_gflops(cpu) == pytest.approx(40) and sum(spent) < 2

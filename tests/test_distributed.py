@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import data as data_module
 from helpers.data import CIFAR10, train_batches
 from helpers import distributed
 from helpers.checkpoints import load_model
@@ -91,6 +92,32 @@ def test_process_slices_of_a_batch_make_up_the_whole_batch():
                             for part in (slice(None), slice(0, 32), slice(32, 64)))
     for (x, y), (x0, y0), (x1, y1) in zip(whole, first, second):
         assert torch.equal(x, torch.cat([x0, x1])) and torch.equal(y, torch.cat([y0, y1]))
+
+
+@pytest.mark.parametrize("alternate_flip_epoch", [None, 3])
+def test_each_process_augments_only_its_slice_and_gets_the_slice_of_the_augmented_batch(monkeypatch,
+                                                                                        alternate_flip_epoch):
+    """Three faked processes, batch 127: each cuts and augments its 43 or 42 images, not the whole batch, and they
+    are exactly its slice of what one process makes of the whole batch (the draws are the whole batch's)."""
+    images, labels = torch.as_tensor(made_up_images(300, seed=3)[0]), torch.arange(300)
+    augmented = []
+    augment = data_module.apply_augmentation
+    monkeypatch.setattr(data_module, "apply_augmentation",
+                        lambda x, *args: augmented.append(len(x)) or augment(x, *args))
+
+    def batches(part):
+        return list(train_batches(images, labels, 127, torch.Generator().manual_seed(7), translate=2, flip=True,
+                                  part=part, alternate_flip_epoch=alternate_flip_epoch))
+
+    whole = batches(slice(None))
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    for r, size in enumerate([43, 42, 42]):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        share = distributed.process_share(127)
+        augmented.clear()
+        for (x, y), (x_all, y_all) in zip(batches(share), whole, strict=True):
+            assert torch.equal(x, x_all[share]) and torch.equal(y, y_all[share])
+        assert augmented == [size, size]
 
 
 @pytest.mark.parametrize("batch, processes, sizes", [(64, 3, [22, 21, 21]), (250, 4, [63, 63, 62, 62]),
@@ -188,16 +215,43 @@ def test_more_processes_than_gpus_is_a_clear_error_not_a_crash_on_a_missing_gpu(
         distributed.gpu_of_process(1, 1)
 
 
-@pytest.mark.parametrize("sync_batchnorm, images, expected", [(False, 256, torch.nn.BatchNorm2d),
-                                                              (True, 256, torch.nn.SyncBatchNorm),
-                                                              (False, 16, torch.nn.SyncBatchNorm)])
-def test_batchnorm_is_synced_over_the_gpus_when_asked_or_when_a_slice_is_small(monkeypatch, sync_batchnorm, images,
-                                                                               expected):
-    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+def synced_on_every_rank(monkeypatch, batch: int, processes: int, sync_batchnorm: bool = False) -> list[bool]:
+    """Whether each of `processes` faked ranks converts S7Net's BatchNorms to SyncBatchNorm, on a (faked) GPU."""
+    monkeypatch.setattr(distributed, "world_size", lambda: processes)
     monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda module, device_ids: module)
-    net = distributed.distribute(S7Net(), torch.device("cuda", 0), sync_batchnorm, images_per_process=images)
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    assert norms and all(type(m) is expected for m in norms)
+    synced = []
+    for r in range(processes):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        net = distributed.distribute(S7Net(), torch.device("cuda", r), sync_batchnorm, batch_size=batch)
+        kinds = {type(m) for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+        assert len(kinds) == 1
+        synced.append(kinds == {torch.nn.SyncBatchNorm})
+    return synced
+
+
+@pytest.mark.parametrize("batch, processes, shares", [(127, 2, [64, 63]), (255, 4, [64, 64, 64, 63]),
+                                                      (190, 3, [64, 63, 63])])
+def test_every_process_makes_the_same_syncbatchnorm_choice_from_the_global_batch(monkeypatch, batch, processes,
+                                                                                 shares):
+    """Slices of 64 and 63 images: one rank's own slice would keep BatchNorm, another's would sync, and the synced
+    ranks would wait forever in collectives the others never join. The smallest slice decides for all."""
+    assert synced_on_every_rank(monkeypatch, batch, processes) == [True] * processes
+    sizes = []
+    for r in range(processes):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        share = distributed.process_share(batch)
+        sizes.append(share.stop - share.start)
+    assert sizes == shares  # the slices straddle the threshold, so a per-slice choice would split the ranks
+
+
+@pytest.mark.parametrize("sync_batchnorm, batch, processes, expected", [(False, 512, 2, False), (True, 512, 2, True),
+                                                                        (False, 128, 2, False),
+                                                                        (False, 128, 3, True),
+                                                                        (False, 250, 4, True)])
+def test_batchnorm_is_synced_over_the_gpus_when_asked_or_when_a_slice_is_small(monkeypatch, sync_batchnorm, batch,
+                                                                               processes, expected):
+    """fast (batch 128) syncs from 3 GPUs on, full (batch 250) from 4."""
+    assert synced_on_every_rank(monkeypatch, batch, processes, sync_batchnorm) == [expected] * processes
 
 
 def test_sync_batchnorm_on_cpus_is_a_clear_error():

@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers.data import CIFAR10
 from helpers.models import PatchWhitening, S7AirNet, S7Net
+from helpers.optimizers import build_optimizers
 from helpers.precision import exact_fp32
 from helpers.recipes import PRESETS
 from helpers.training import train
@@ -107,3 +108,77 @@ def test_exact_fp32_works_with_torchs_new_tf32_flags_and_restores_them():
         assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
     finally:
         matmul.fp32_precision, conv.fp32_precision = saved
+
+
+def skipped_then_real_step(sgd, p, monkeypatch) -> torch.Tensor:
+    """p after a first step that fp16's scaler skips (found_inf set, the gradient infinite), then a real one, on the
+    CPU's fused SGD kernel; memory fresh from torch.empty_like holds 12345 here, as it may hold anything."""
+    monkeypatch.setattr(torch, "empty_like", lambda t, **kwargs: torch.full_like(t, 12345.0))
+    p.grad = torch.full_like(p, float("inf"))
+    sgd.grad_scale, sgd.found_inf = None, torch.tensor(1.0)
+    before = p.detach().clone()
+    sgd.step()
+    assert torch.equal(p, before)  # the skipped step changed nothing
+    p.grad = torch.full_like(p, 0.5)
+    sgd.found_inf = torch.tensor(0.0)
+    sgd.step()
+    return p.detach()
+
+
+def test_fp16s_fused_sgd_after_a_skipped_first_step_steps_from_zero_momentum(monkeypatch):
+    """fp16 builds a fused SGD with zeroed buffers: the real step after a skipped one is the first step it would
+    have been, p - lr * (g + momentum * g) with Nesterov."""
+    model = torch.nn.Linear(3, 2, bias=False)
+    torch.nn.init.constant_(model.weight, 1.0)
+    recipe = replace(PRESETS["s7net"].recipe, precision="fp16", weight_decay=0.0)
+    sgd = build_optimizers(model, recipe)[0]
+    assert sgd.param_groups[0]["fused"]
+    after = skipped_then_real_step(sgd, model.weight, monkeypatch)
+    lr, momentum = recipe.lr, recipe.momentum
+    assert torch.allclose(after, torch.full_like(after, 1.0 - lr * (0.5 + momentum * 0.5)))
+
+
+def test_the_skipped_step_check_sees_torchs_own_garbage(monkeypatch):
+    """The check above can fail: torch's fused SGD as built without zeroed buffers steps with 12345 x momentum."""
+    p = torch.nn.Parameter(torch.ones(2, 3))
+    sgd = torch.optim.SGD([p], lr=0.4, momentum=0.9, nesterov=True, fused=True)
+    after = skipped_then_real_step(sgd, p, monkeypatch)
+    assert (after < -1000).all()
+
+
+def test_an_fp32_run_trains_in_true_fp32_and_restores_torchs_tf32_settings(monkeypatch):
+    """torch 2.14 lets cuDNN convolutions use TF32 by default on Ampere and newer: "fp32" must mean fp32 for the whole
+    run. The flags are global, so the training loop is run here on the CPU as if its device were a GPU."""
+    if not hasattr(torch.backends.cudnn.conv, "fp32_precision"):
+        pytest.skip("torch before the new flags")
+    from helpers import precision, training
+    monkeypatch.setattr(training, "training_arithmetic",
+                        lambda device, chosen: precision.training_arithmetic(torch.device("cuda"), chosen))
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    seen = []
+
+    class Recording(S7Net):
+        def forward(self, x):
+            seen.append((conv.fp32_precision, matmul.fp32_precision))
+            return super().forward(x)
+
+    try:
+        conv.fp32_precision = matmul.fp32_precision = "tf32"
+        for chosen in ("fp32", "bf16"):
+            seen.clear()
+            train(Recording((8, 16, 32, 48)), made_up_data(64), replace(PRESETS["s7net"].recipe, epochs=1,
+                  batch_size=32, precision=chosen), device=CPU, progress=False, evaluate_each_epoch=False)
+            assert set(seen) == {("ieee", "ieee") if chosen == "fp32" else ("tf32", "tf32")}
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
+
+
+def test_under_torchrun_only_the_first_process_evaluates(monkeypatch):
+    from helpers import training
+    monkeypatch.setattr(training, "is_main_process", lambda: False)
+    monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: pytest.fail("evaluated"))
+    history = train(S7Net((8, 16, 32, 48)), made_up_data(64), replace(PRESETS["s7net"].recipe, epochs=1,
+                    batch_size=32, precision="fp32"), device=CPU, progress=False)
+    assert history[0]["test_acc"] is None
