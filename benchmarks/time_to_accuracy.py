@@ -35,6 +35,7 @@ from helpers.models import build_model, count_parameters  # noqa: E402
 from helpers.muon import newton_schulz_flops  # noqa: E402
 from helpers.optimizers import muon_banks  # noqa: E402
 from helpers.recipes import ConfigError, Recipe, quick_data, training_steps  # noqa: E402
+from helpers.runs import writable_folder  # noqa: E402
 from helpers.train import USER_ERRORS, add_run_options, fail, resolve_options  # noqa: E402
 from helpers.training import seed_everything, train  # noqa: E402
 from helpers.zoo import count_macs  # noqa: E402
@@ -80,7 +81,8 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
               "peak_tflop_s": round(seconds * peak / 1000, 2)}
     if out is not None:
         path = save_checkpoint(model, Path(out) / f"seed{seed}.pt", recipe=asdict(recipe), preset=name, seed=seed,
-                               history=history, processor=result["processor"], test_acc=result["test_acc"])
+                               history=history, processor=result["processor"], test_acc=result["test_acc"],
+                               test_images=len(data.test_images))
         result["checkpoint"] = str(path)
     return result
 
@@ -125,16 +127,10 @@ def prepare_out(out, seeds) -> Path | None:
     if out is None:
         return None
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder: choose another --out")
     taken = [p.name for p in [out / REPORT, *(out / f"seed{seed}.pt" for seed in seeds)] if p.exists()]
     if taken:
         raise ConfigError(f"--out {out} already holds {', '.join(taken)}: choose another --out (nothing is replaced)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / REPORT).touch()
-    except OSError as error:
-        raise ConfigError(f"cannot write to --out {out} ({error.strerror or error}): choose another --out") from None
+    writable_folder(out)  # the report itself comes with the first result: a run that fails first leaves none
     return out
 
 
@@ -143,7 +139,10 @@ REPORT = "report.jsonl"  # in --out: the lines printed, for verify_checkpoints.p
 
 def measure(args) -> None:
     name, preset, model_kwargs = resolve_options(args)
-    preset = replace(preset, recipe=replace(preset.recipe, **dict(args.overrides)))
+    try:
+        preset = replace(preset, recipe=replace(preset.recipe, **dict(args.overrides)))
+    except ValueError as error:
+        raise ConfigError(f"--set: {error}") from None
     device, seeds = pick_device(args.device), args.seed or [0]
     out = prepare_out(args.out, seeds)
     keep_freed_memory()  # as the training command does: freed memory stays in the process for the next step

@@ -7,8 +7,10 @@ Each checkpoint is compared with the benchmark's report (the record whose "check
 path as reported), or, without --report, with the test accuracy the checkpoint itself carries. Only the network
 and the name of its TTA come from helpers (helpers.checkpoints); the test images are read straight from the
 official files after checking their MD5, and the accuracy (with the checkpoint's TTA, and plain) is computed here
-in a few lines of torch. Results are bit-exact on one processor, not across processors: compare a run with the
-report of that run. Exit status 1 when a checkpoint differs or is missing from the report, 2 for unusable input.
+in a few lines of torch, on the test images the checkpoint says its figure counts (`test_images`: the first 1,000
+for a --quick model; all 10,000 for a file that does not say). Results are bit-exact on one processor, not across
+processors: compare a run with the report of that run. Exit status 1 when a checkpoint differs or is missing from
+the report, 2 for unusable input.
 """
 import argparse
 import hashlib
@@ -67,10 +69,19 @@ def weighted_views(x, tta: str):
     return [(1 / 2, v) for pair in pairs for v in pair]
 
 
+def counted_test_images(checkpoint: dict, path: Path, images, labels):
+    """The test images the checkpoint's figure counts: the first `test_images` it carries (1,000 for a --quick
+    model), all 10,000 when it carries none."""
+    n = checkpoint.get("test_images", len(images))
+    if not 0 < n <= len(images):
+        raise CheckpointError(f"{path} says its accuracy counts {n} test images: there are {len(images)}")
+    return images[:n], labels[:n]
+
+
 @torch.no_grad()
 def accuracies(checkpoint: dict, path: Path, images, labels):
-    """[accuracy with the recipe's TTA, plain accuracy] of a loaded checkpoint (read from `path`), in percent,
-    rounded as the benchmark reports them."""
+    """[accuracy with the recipe's TTA, plain accuracy] of a loaded checkpoint (read from `path`) on the given test
+    images, in percent, rounded as the benchmark reports them."""
     model, tta = rebuild_model(checkpoint, path).eval(), reported_tta(checkpoint)
     plain, augmented = [], []
     for x in (images[i:i + 1000].float() / 255 for i in range(0, len(images), 1000)):
@@ -86,8 +97,17 @@ def reported_by_path(report: Path) -> dict:
         records = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
     except (OSError, ValueError) as error:
         raise Unusable(f"the report {report} cannot be read as the benchmark's JSON lines ({error})") from None
-    return {os.path.realpath(r["checkpoint"]): [r["test_acc"], r["test_acc_plain"]]
-            for r in records if isinstance(r, dict) and "checkpoint" in r}
+    reported = {}
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict) or "checkpoint" not in record:
+            continue  # the summary line, which names no checkpoint
+        accuracies_reported = [record.get("test_acc"), record.get("test_acc_plain")]
+        if not isinstance(record["checkpoint"], str) or not all(
+                isinstance(a, (int, float)) and not isinstance(a, bool) for a in accuracies_reported):
+            raise Unusable(f"line {number} of the report {report} is not the benchmark's: it needs a checkpoint path "
+                           f"and the numbers test_acc and test_acc_plain")
+        reported[os.path.realpath(record["checkpoint"])] = accuracies_reported
+    return reported
 
 
 def claimed(checkpoint: dict, path: Path, reported) -> list | None:
@@ -130,7 +150,7 @@ def main(argv=None):
     for path in args.checkpoints:
         try:
             checkpoint = load_checkpoint(path)
-            measured = accuracies(checkpoint, path, images, labels)
+            measured = accuracies(checkpoint, path, *counted_test_images(checkpoint, path, images, labels))
         except CheckpointError as error:
             print(f"{path}: {error}")
             failures += 1
