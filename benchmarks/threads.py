@@ -38,7 +38,8 @@ WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 # name: (environment set before torch loads, intra-op threads; None keeps torch's choice)
 CONFIGS = {"default": ({}, None), "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
            "short-spin": ({"GOMP_SPINCOUNT": "10000"}, None), "one-thread": ({}, 1)}
-NEIGHBOUR = "while True:\n    pass"
+# One core kept busy for as long as this script lives (should it be killed, the loop ends with it).
+NEIGHBOUR = f"import os\nwhile os.getppid() == {os.getpid()}:\n    pass"
 WARMUP_STEPS = 3
 MAX_BUSY_COST, MAX_ALONE_COST = 2.5, 1.05  # what a configuration must meet to be adopted
 
