@@ -23,8 +23,7 @@ import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-import torch
-
+# helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.checkpoints import save_checkpoint  # noqa: E402
@@ -39,6 +38,7 @@ from helpers.runs import writable_folder  # noqa: E402
 from helpers.train import USER_ERRORS, add_run_options, fail, resolve_options  # noqa: E402
 from helpers.training import seed_everything, train  # noqa: E402
 from helpers.zoo import count_macs  # noqa: E402
+import torch  # noqa: E402
 
 
 WARMUP_STEPS = 5  # an untimed run of this many steps first: kernels chosen (cuDNN's benchmark), memory allocated
