@@ -12,8 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from torch.profiler import ProfilerActivity, profile
-
+# helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.data import load_cifar10  # noqa: E402
@@ -22,6 +21,7 @@ from helpers.models import build_model  # noqa: E402
 from helpers.precision import decide_precision  # noqa: E402
 from helpers.recipes import PRECISIONS, PRESETS, resolve  # noqa: E402
 from helpers.training import train  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 
 def profiled_steps(preset: str, steps: int, precision: str, device) -> tuple[str, dict]:

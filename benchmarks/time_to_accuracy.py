@@ -26,8 +26,7 @@ import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-import torch
-
+# helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.checkpoints import save_checkpoint  # noqa: E402
@@ -39,9 +38,11 @@ from helpers.muon import newton_schulz_flops  # noqa: E402
 from helpers.optimizers import muon_banks  # noqa: E402
 from helpers.precision import decide_precision  # noqa: E402
 from helpers.recipes import ConfigError, Recipe, quick_data, training_steps  # noqa: E402
+from helpers.runs import writable_folder  # noqa: E402
 from helpers.train import USER_ERRORS, add_run_options, exit_with_error, resolve_options  # noqa: E402
 from helpers.training import seed_everything, train  # noqa: E402
 from helpers.zoo import count_macs  # noqa: E402
+import torch  # noqa: E402
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,8 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
               "model_kwargs": model.model_kwargs, "torch": torch.__version__}
     if out is not None:
         path = save_checkpoint(model, Path(out) / f"seed{seed}.pt", recipe=asdict(recipe), preset=name, seed=seed,
-                               history=history, processor=result["processor"], test_acc=result["test_acc"])
+                               history=history, processor=result["processor"], test_acc=result["test_acc"],
+                               test_images=len(data.test_images))
         result["checkpoint"] = str(path)
     return result
 
@@ -144,16 +146,10 @@ def prepare_out(out, seeds) -> Path | None:
     if out is None:
         return None
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder: choose another --out")
     taken = [p.name for p in [out / REPORT, *(out / f"seed{seed}.pt" for seed in seeds)] if p.exists()]
     if taken:
         raise ConfigError(f"--out {out} already holds {', '.join(taken)}: choose another --out (nothing is replaced)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / REPORT).touch()
-    except OSError as error:
-        raise ConfigError(f"cannot write to --out {out} ({error.strerror or error}): choose another --out") from None
+    writable_folder(out)  # the report itself comes with the first result: a run that fails first leaves none
     return out
 
 
@@ -163,7 +159,11 @@ REPORT = "report.jsonl"  # in --out: the lines printed, for verify_checkpoints.p
 def measure(args) -> None:
     name, preset, model_kwargs = resolve_options(args)
     device, seeds = pick_device(args.device), args.seed or [0]
-    recipe, precision_rule = decide_precision(replace(preset.recipe, **dict(args.overrides)), device)
+    try:
+        overridden = replace(preset.recipe, **dict(args.overrides))
+    except ValueError as error:
+        raise ConfigError(f"--set: {error}") from None
+    recipe, precision_rule = decide_precision(overridden, device)
     preset, version = replace(preset, recipe=recipe), code_version()  # the tree as it is before --out is written
     out = prepare_out(args.out, seeds)
     keep_freed_memory()  # as the training command does: freed memory stays in the process for the next step

@@ -87,6 +87,10 @@ def load_cifar10(root=None, download: bool = True, strict: bool = True) -> CIFAR
     Strict or not, python batches are unpickled with nothing but numpy arrays allowed, so they cannot run code.
     """
     root = Path(root) if root is not None else default_data_root()
+    try:
+        root.resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop: RuntimeError before Python 3.13, OSError after
+        raise DatasetError(f"the data root {root} cannot be followed ({error}): point it at a real folder") from None
     folder = find_layout(root)
     if folder is None:
         if not download:

@@ -51,6 +51,8 @@ class Recipe:
             raise ValueError(f"unknown schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
         if not self.epochs > 0:
             raise ValueError(f"epochs must be above 0, not {self.epochs}")
+        if not (isinstance(self.translate, int) and 0 <= self.translate < 32):  # reflect padding of a 32-pixel image
+            raise ValueError(f"translate must be a whole number of pixels from 0 to 31, not {self.translate!r}")
         if self.muon_lr is not None and self.muon_lr <= 0:
             raise ValueError(f"muon_lr must be None (SGD for every weight) or above 0, not {self.muon_lr}")
 

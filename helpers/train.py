@@ -8,7 +8,9 @@ helpers.training.train.
 import argparse
 import inspect
 import json
-from contextlib import nullcontext
+import signal
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -49,6 +51,24 @@ def positive_number(text: str) -> float:
     return value
 
 
+def device_name(text: str) -> str:
+    """A --device this machine has: cpu, cuda, cuda:N or mps; checked before any data loads."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: cpu, cuda, cuda:N or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{text!r}: training runs on cpu, cuda or mps, not {device.type}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: torch sees no CUDA GPU here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: Apple's MPS is not available here")
+    return text
+
+
 def seed_value(text: str) -> int:
     value = int(text)
     if not 0 <= value <= MAX_SEED:
@@ -81,7 +101,8 @@ def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False
                         "fp32; a resumed run's own)")
     parser.add_argument("--data", help="data root holding cifar-10-batches-bin/ or -py/ (default $CIFAR10_ROOT "
                                        "or ./data; downloaded there when missing)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: a GPU when there is one, else the CPU)")
+    parser.add_argument("--device", type=device_name,
+                        help="cpu, cuda, cuda:1, mps (default: a GPU when there is one, else the CPU)")
     parser.add_argument("--seed", type=seed_value,
                         nargs="+" if several_seeds else None,
                         help="random seed" + ("s, one run each" if several_seeds else "") + " (default 0)")
@@ -127,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="under torchrun on GPUs, normalise with the whole batch's statistics (slower; by default "
                              "each GPU normalises with its own slice's)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start over in an --out that holds a run (its files stay until this run writes its own)")
+                        help="start over in an --out that holds a run, or let --resume replace a finished run in its "
+                             "folder (its files stay until this run writes its own)")
     parser.add_argument("--check", action="store_true",
                         help="stop before training when the model fails the S7 checks (parameters, RF, ...)")
     parser.add_argument("--resume", metavar="LAST_PT", help="continue the run saved in this last.pt, with its "
@@ -141,13 +163,13 @@ def main(argv=None):
     """`python -m helpers.train`: train, evaluate, save; return the final test accuracy (None when stopped)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    given = [f"--{name.replace('_', '-')}" for name in (*RUN_OPTIONS, "out", "overwrite")
+    given = [f"--{name.replace('_', '-')}" for name in (*RUN_OPTIONS, "out")
              if getattr(args, name) not in (None, False) and name not in RESUME_MAY_CHANGE]
     if args.resume and given:
         exit_with_error(parser, f"--resume continues a run with its own settings, in its own folder: drop "
                                 f"{', '.join(given)}")
     try:
-        with distributed_session(args.device) as device:
+        with terminated_like_ctrl_c(), distributed_session(args.device) as device:
             return run(args, device)
     except USER_ERRORS as error:
         exit_with_error(parser, error)
@@ -155,6 +177,23 @@ def main(argv=None):
         parser.exit(130, f"{parser.prog}: interrupted: {interruption}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"{parser.prog}: interrupted before training began; nothing was saved\n")
+
+
+@contextmanager
+def terminated_like_ctrl_c():
+    """SIGTERM (what `timeout`, `kill` and batch schedulers send) answered as Ctrl-C is: a line saying what was
+    kept, no half-written file. The handler before is restored after."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set a handler
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args, device):
@@ -203,7 +242,8 @@ def train_and_save(model, data, recipe, generator, device, out: Path, checkpoint
     if is_main_process():
         architecture = type(model).__name__
         saved = save_checkpoint(model, out / model_filename(architecture), recipe=asdict(recipe), **config,
-                                history=history, processor=processor_name(device), test_acc=round(test_acc, 2))
+                                history=history, processor=processor_name(device), test_acc=round(test_acc, 2),
+                                test_images=len(data.test_images))
         (out / "history.json").write_text(json.dumps({"architecture": architecture, "recipe": asdict(recipe),
                                                       **config, "history": history, "test_acc": test_acc}, indent=1))
         remove_other_runs(out, architecture)
