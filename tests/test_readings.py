@@ -16,17 +16,15 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def test_rules_reading_names_the_broken_rules_only():
-    checks = [Check("device", "", "", True), Check("dilated conv", "", "none", False),
-              Check("test accuracy", "", "50%", False)]
+    checks = [Check("device", "", "", "pass"), Check("dilated conv", "", "none", "fail"),
+              Check("test accuracy", "", "50%", "fail")]
     assert rules_reading(checks, "Net") == "Net breaks 2 of the 3 rules: dilated conv, test accuracy."
     assert rules_reading(checks[:1], "Net") == "Net meets every rule checked here."
 
 
 def test_rules_reading_keeps_rules_not_checked_apart():
-    class Unchecked:
-        name, measured, passed, state = "device", "no GPU", False, "not checked here"
-
-    text = rules_reading([Unchecked(), Check("parameters", "", "1", True)], "Net")
+    text = rules_reading([Check("device", "", "no GPU", "not checked here"), Check("parameters", "", "1", "pass")],
+                         "Net")
     assert text == "Net meets every rule checked here; not checked on this machine: device."
 
 
