@@ -49,7 +49,7 @@ def history(train, test, epochs=2):
 
 def test_curve_reading_explains_a_test_accuracy_above_the_training_one():
     text = curve_reading(history(62.0, 78.0), PRESETS["fast"].recipe)
-    assert "from 2.00 (first epoch's mean) to 1.00" in text and "was 62.0%; the plain test accuracy at its end 78.0%"\
+    assert "Over its 1.2 epochs the training loss fell from 2.00 (first epoch's mean) to 1.00" in text and "was 62.0%; the plain test accuracy at its end 78.0%"\
         in text
     assert "The test figure is the higher" in text and "shifted or flipped" in text
     assert "cannot fall below 0.87" in text
@@ -87,6 +87,11 @@ def test_confusion_reading_across_the_groups():
     text = confusion_reading(labels, logits, CLASSES)
     assert "100% of the 50 mistakes" in text and "confuses across the two groups more than chance" in text
     assert "2 cross the groups" in text
+
+
+def test_confusion_reading_counts_with_thousands_separators():
+    labels, logits = confusion([("cat", "dog", 1200)])
+    assert "0% of the 1,200 mistakes" in confusion_reading(labels, logits, CLASSES)
 
 
 def test_confusion_reading_of_other_classes_skips_the_groups():
