@@ -86,3 +86,13 @@ def real_data_root():
 def real_data(real_data_root):
     from helpers.data import load_cifar10
     return load_cifar10(real_data_root, download=False)
+
+
+def exits_with(main, argv, capsys, status=2) -> str:
+    """Run a command's main(argv), expect SystemExit(status) and exactly one line on stderr, no traceback; return it."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err

@@ -13,6 +13,7 @@ from helpers.data import DatasetError
 from helpers.models import S7Net
 from helpers.recipes import Recipe
 from helpers.training import seed_everything, train
+from tests.conftest import exits_with
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -20,14 +21,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import time_to_accuracy  # noqa: E402
 import verify_checkpoints  # noqa: E402
 
-
-def exits_with(main, argv, capsys, status=2) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == status
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    return err
 
 
 @pytest.mark.parametrize("override, message", [

@@ -20,6 +20,7 @@ from helpers import train as cli_module
 from helpers.checkpoints import CheckpointError, load_model, load_resumable, save_checkpoint
 from helpers.train import main
 from helpers.models import S7Net
+from tests.conftest import exits_with as exits_with_one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--widths", "8", "16", "32", "48", "--batch-size", "64", "--precision", "fp32"]
@@ -34,12 +35,8 @@ def small(real_data, monkeypatch):
 
 
 def exits_with(argv, capsys, status=2) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == status
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    return err
+    """helpers.train's main ends with one error line (tests.conftest.exits_with)."""
+    return exits_with_one_line(main, argv, capsys, status)
 
 
 def test_quick_composes_with_explicit_epochs_and_batch_size(small, tmp_path):
