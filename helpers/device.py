@@ -102,14 +102,20 @@ def processor_name(device: torch.device) -> str:
         return platform.processor() or platform.machine()
 
 
-def cpu_name(cpuinfo: str) -> str:
-    """The first processor's model name, with its family and model numbers where given: a virtual machine often
-    shows only "AMD EPYC" or "Intel(R) Xeon(R) Processor", and the numbers tell the generation (AMD family 25 is
-    Zen 3 or 4, 26 is Zen 5), whose speed and best precision differ."""
+def cpuinfo_fields(cpuinfo: str) -> dict[str, str]:
+    """{field: value} of the first processor in a /proc/cpuinfo text (every core repeats the same block)."""
     fields = {}
     for line in cpuinfo.split("\n\n")[0].splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_name(cpuinfo: str) -> str:
+    """The first processor's model name, with its family and model numbers where given: a virtual machine often
+    shows only "AMD EPYC" or "Intel(R) Xeon(R) Processor", and the numbers tell the generation (AMD family 25 is
+    Zen 3 or 4, 26 is Zen 5), whose speed and best precision differ."""
+    fields = cpuinfo_fields(cpuinfo)
     if not fields.get("model name"):
         raise ValueError("no model name in /proc/cpuinfo")
     numbers = [f"{label} {fields[key]}" for key, label in (("cpu family", "family"), ("model", "model"))

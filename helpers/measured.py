@@ -73,11 +73,6 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def summary_line(path) -> dict:
-    """The summary a benchmark output ends with (mean and min accuracy, median time over its seeds)."""
-    return next(record for record in map(json.loads, Path(path).read_text().splitlines()) if "summary" in record)
-
-
 def distinct(runs, key) -> str:
     """Every value the runs record under `key`, in order of appearance: `auto` may pick a different precision
     for two seeds of one preset, and the table must not quote the first one as if it were all."""

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import torch
 
-from .device import SINGLE_THREAD_STEP, cuda_bf16_native, mps_bf16_missing
+from .device import SINGLE_THREAD_STEP, cpuinfo_fields, cuda_bf16_native, mps_bf16_missing
 from .recipes import ConfigError, Recipe, recipe_from_dict
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -109,10 +109,7 @@ def cpu_precision(cpuinfo: str, batch_size: int) -> tuple[str, str]:
 
 def cpu_features(cpuinfo: str) -> tuple[str, set[str]]:
     """(vendor_id, the set of flags) of the first processor in a /proc/cpuinfo text; ("", set()) when absent."""
-    fields = {}
-    for line in cpuinfo.split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
+    fields = cpuinfo_fields(cpuinfo)
     return fields.get("vendor_id", ""), set(fields.get("flags", "").split())
 
 
