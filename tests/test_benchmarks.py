@@ -62,7 +62,8 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
         assert len(r["peak_probes"]) == 2 and r["peak_gflops"] == max(r["peak_probes"])  # before and after training
         assert r["peak_gflops"] > 1 and r["tflop_eq"] == pytest.approx(r["train_seconds"] * r["peak_gflops"] / 1000,
                                                                        abs=0.01)
-        assert r["efficiency"] == pytest.approx(r["train_tflop"] / r["tflop_eq"], rel=0.02)
+        # efficiency is rounded to 3 decimals: on a busy machine (0.018) that alone is 3% of it
+        assert r["efficiency"] == pytest.approx(r["train_tflop"] / r["tflop_eq"], rel=0.02, abs=0.0006)
         assert Path(r["checkpoint"]) == tmp_path / f"seed{r['seed']}.pt"
     assert summary["mean_test_acc"] == round(sum(r["test_acc"] for r in runs) / 2, 2)
     assert (tmp_path / "report.jsonl").read_text().splitlines() == out.splitlines()  # what verify_checkpoints reads
