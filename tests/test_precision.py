@@ -168,6 +168,7 @@ def test_fp32_constructs_no_autocast_at_all(monkeypatch, made_up):
         autocast(CPU, "bf16")
 
 
+@pytest.mark.slow
 def test_fp16_with_its_gradient_scaler_trains_on_a_cpu_and_resumes(tmp_path, real_data):
     data = real_data.subset(256, 64)
     recipe = Recipe(epochs=2, batch_size=64, precision="fp16")
@@ -186,6 +187,7 @@ def test_fp16_with_its_gradient_scaler_trains_on_a_cpu_and_resumes(tmp_path, rea
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16", "auto"])
 def test_the_command_line_trains_in_each_precision_and_records_it(precision, tmp_path, real_data_root, capsys):
     main(["--quick", "--batch-size", "512", "--widths", *map(str, TINY), "--precision", precision,
