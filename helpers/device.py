@@ -152,12 +152,18 @@ def probe_matmul(device, dtype: torch.dtype) -> tuple[int, object]:
     largest, enough = PROBE["cpu" if device.type == "cpu" else "gpu"]
     size = 256
     while True:
-        a, b = (torch.randn(size, size, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
-        product = functools.partial(torch.matmul, a, b)
+        product = functools.partial(torch.matmul, *probe_operands(size, device, dtype))
         product()  # warm-up: the first call picks its kernel
         if size >= largest or seconds_of(product, device, times=1) >= enough:
             return size, product
         size *= 2
+
+
+def probe_operands(size: int, device, dtype: torch.dtype) -> list[torch.Tensor]:
+    """Two random size x size matrices, made on the device itself (a GPU's made on the CPU and copied would take
+    longer than its probe) from a generator of their own: the probe draws nothing from a run's random state."""
+    generator = torch.Generator(device).manual_seed(0)
+    return [torch.randn(size, size, device=device, dtype=dtype, generator=generator) for _ in range(2)]
 
 
 def macos_version() -> tuple[int, ...] | None:
