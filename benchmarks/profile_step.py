@@ -12,21 +12,22 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from torch.profiler import ProfilerActivity, profile
-
+# helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.data import load_cifar10  # noqa: E402
 from helpers.device import keep_freed_memory, pick_device, processor_name  # noqa: E402
 from helpers.models import build_model  # noqa: E402
+from helpers.precision import decide_precision  # noqa: E402
 from helpers.recipes import PRECISIONS, PRESETS, resolve  # noqa: E402
 from helpers.training import train  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 
 def profiled_steps(preset: str, steps: int, precision: str, device) -> tuple[str, dict]:
     """(the profiler's table, {label: share of the steps' time}) for `steps` steps of the preset's training."""
     run = resolve(preset, precision=precision)
-    recipe = replace(run.recipe, epochs=1)
+    recipe, precision_line = decide_precision(replace(run.recipe, epochs=1), device)
     data = load_cifar10(None)
     data = data.subset(steps * recipe.batch_size, 1)
 
@@ -34,7 +35,7 @@ def profiled_steps(preset: str, steps: int, precision: str, device) -> tuple[str
         return train(build_model(run.architecture, **run.model_kwargs), data, recipe, device=device, progress=False,
                      evaluate_each_epoch=False)
 
-    recipe = replace(recipe, precision=train_once()[0]["precision"])  # warm-up; "auto" decided once
+    train_once()  # warm-up: kernels chosen, memory allocated
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
         seconds = train_once()[0]["seconds"]
@@ -42,7 +43,7 @@ def profiled_steps(preset: str, steps: int, precision: str, device) -> tuple[str
     table = events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=60)
     total = sum(e.self_cpu_time_total for e in events) / 1e6
     shares = {e.key: e.cpu_time_total / 1e6 / seconds for e in events if e.key.startswith("Optimizer.step#")}
-    return (f"{preset} at batch {recipe.batch_size}, {recipe.precision}, {steps} steps in {seconds:.2f} s on "
+    return (f"{preset} at batch {recipe.batch_size}, {precision_line}, {steps} steps in {seconds:.2f} s on "
             f"{processor_name(device)} (profiled: {total:.2f} s of self time)\n{table}"), shares
 
 

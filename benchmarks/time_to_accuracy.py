@@ -1,30 +1,32 @@
 """Time to accuracy of a training preset, measured against the machine's own limit: one JSON object per seed, then
 a summary line.
 
-    python benchmarks/time_to_accuracy.py --seeds 0 1 2 [--preset fast] [--epochs N] [--precision P] [--data ROOT]
+    python benchmarks/time_to_accuracy.py --seed 0 1 2 [--preset fast] [--epochs N] [--precision P] [--data ROOT]
                                           [--out DIR] [--quick]
 
-The options are those of `python -m helpers.train` (helpers/train.py), with --seed (or --seeds) taking several seeds.
-train_seconds is the training wall time (data already in memory, test evaluations not counted); warmup_seconds is
-the untimed run of a few steps before it (kernel selection, allocation, the precision decided), never counted.
+The options are those of `python -m helpers.train` (helpers/train.py), with --seed taking several seeds. Each line
+says what ran: the recipe as resolved (its precision decided), the network and its arguments, the commit (and
+whether the tree had changes), the torch version. train_seconds is the training wall time (data already in memory,
+test evaluations not counted); warmup_seconds is the untimed run of a few steps before it (kernel selection,
+allocation), never counted.
 test_acc is the recipe's own evaluation (its TTA), test_acc_plain is without TTA. Against the machine
 (benchmarks/RESULTS.md explains each field): peak_gflops is the best of fp32 and bf16 matmuls (2048^3 on a CPU;
 on a GPU fp32 and its half precision, grown to a size that takes a few ms, timed with CUDA events), probed just before and just after each run (peak_probes), the higher
 counting: one probe is a short burst, which a slow moment of a shared machine can pull down, and a low peak would
 flatter the run; train_tflop = 2 x 3 x forward multiply-adds per image x images trained, plus muon_tflop, Muon's
-orthogonalisation; efficiency = train_tflop / train_seconds / peak; peak_tflop_s = train_seconds x peak / 1000,
-the compute the machine offered meanwhile.
+orthogonalisation; efficiency = train_tflop / train_seconds / peak; tflop_eq = train_seconds x peak / 1000, in
+TFLOP: the compute the machine offered meanwhile.
 """
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-import torch
-
+# helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.checkpoints import save_checkpoint  # noqa: E402
@@ -34,17 +36,23 @@ from helpers.evaluation import evaluate  # noqa: E402
 from helpers.models import build_model, count_parameters  # noqa: E402
 from helpers.muon import newton_schulz_flops  # noqa: E402
 from helpers.optimizers import muon_banks  # noqa: E402
+from helpers.precision import decide_precision  # noqa: E402
 from helpers.recipes import ConfigError, Recipe, quick_data, training_steps  # noqa: E402
-from helpers.train import USER_ERRORS, add_run_options, fail, resolve_options  # noqa: E402
+from helpers.runs import writable_folder  # noqa: E402
+from helpers.train import USER_ERRORS, add_run_options, exit_with_error, resolve_options  # noqa: E402
 from helpers.training import seed_everything, train  # noqa: E402
 from helpers.zoo import count_macs  # noqa: E402
+import torch  # noqa: E402
 
 
+ROOT = Path(__file__).resolve().parents[1]
 WARMUP_STEPS = 5  # an untimed run of this many steps first: kernels chosen (cuDNN's benchmark), memory allocated
+
+
 def warm_up(data, preset, model_kwargs, device) -> float:
     """Seconds of an untimed run of WARMUP_STEPS steps of a throwaway copy of the network, before the seed's run:
-    what a first step costs beyond the others (kernel selection, allocation, the precision decided or read from
-    what this processor measured before) stays out of train_seconds. It draws nothing from the seed's randomness."""
+    what a first step costs beyond the others (kernel selection, allocation) stays out of train_seconds. It draws
+    nothing from the seed's randomness."""
     start = time.perf_counter()
     recipe = replace(preset.recipe, epochs=1)
     train(build_model(preset.architecture, **model_kwargs), data.subset(WARMUP_STEPS * recipe.batch_size, 1), recipe,
@@ -53,16 +61,27 @@ def warm_up(data, preset, model_kwargs, device) -> float:
     return time.perf_counter() - start
 
 
+def code_version(root: Path = ROOT) -> dict:
+    """{"commit": HEAD's hash, "dirty": whether the tree differs from it}, both None outside a git checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
+                                check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
 def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> dict:
+    """One seed's record; preset.recipe's precision is decided."""
     warmup = warm_up(data, preset, model_kwargs, device)
     probes = [peak_gflops(device)]
     generator = seed_everything(seed)
     model = build_model(preset.architecture, **model_kwargs)
-    macs = count_macs(model, (3, 32, 32))
-    history = train(model, data, preset.recipe, generator, device, progress=False, evaluate_each_epoch=False)
+    macs, recipe = count_macs(model, (3, 32, 32)), preset.recipe
+    history = train(model, data, recipe, generator, device, progress=False, evaluate_each_epoch=False)
     probes.append(peak_gflops(device))
     peak = max(probes)
-    recipe = replace(preset.recipe, precision=history[-1]["precision"])
     seconds = sum(h["seconds"] for h in history)
     steps = training_steps(len(data.train_images), recipe)
     images = steps * recipe.batch_size
@@ -77,10 +96,12 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
               "peak_gflops": round(peak, 1), "peak_probes": [round(p, 1) for p in probes],
               "train_tflop": round(train_tflop, 3), "muon_tflop": round(muon_tflop, 3),
               "efficiency": round(train_tflop * 1000 / seconds / peak, 3),
-              "peak_tflop_s": round(seconds * peak / 1000, 2)}
+              "tflop_eq": round(seconds * peak / 1000, 2), "recipe": asdict(recipe),
+              "model_kwargs": model.model_kwargs, "torch": torch.__version__}
     if out is not None:
         path = save_checkpoint(model, Path(out) / f"seed{seed}.pt", recipe=asdict(recipe), preset=name, seed=seed,
-                               history=history, processor=result["processor"], test_acc=result["test_acc"])
+                               history=history, processor=result["processor"], test_acc=result["test_acc"],
+                               test_images=len(data.test_images))
         result["checkpoint"] = str(path)
     return result
 
@@ -89,8 +110,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python benchmarks/time_to_accuracy.py",
                                      description=__doc__.split("\n\n")[0])
     add_run_options(parser, several_seeds=True)
-    parser.add_argument("--out", "--save", help="folder for seed<N>.pt checkpoints of exactly the models evaluated, "
-                                                "and report.jsonl, the lines printed (--save: its original name)")
+    parser.add_argument("--out", help="folder for seed<N>.pt checkpoints of exactly the models evaluated, and "
+                                      "report.jsonl, the lines printed")
     parser.add_argument("--set", dest="overrides", metavar="FIELD=VALUE", action="append", type=recipe_override,
                         default=[], help="screen a recipe change (e.g. --set lr=0.2 --set label_smoothing=0.1); "
                                          "each record names the changes it ran with")
@@ -98,7 +119,7 @@ def main(argv=None):
     try:
         measure(args)
     except USER_ERRORS as error:
-        fail(parser, error)
+        exit_with_error(parser, error)
 
 
 def recipe_override(text: str) -> tuple[str, object]:
@@ -125,16 +146,10 @@ def prepare_out(out, seeds) -> Path | None:
     if out is None:
         return None
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder: choose another --out")
     taken = [p.name for p in [out / REPORT, *(out / f"seed{seed}.pt" for seed in seeds)] if p.exists()]
     if taken:
         raise ConfigError(f"--out {out} already holds {', '.join(taken)}: choose another --out (nothing is replaced)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / REPORT).touch()
-    except OSError as error:
-        raise ConfigError(f"cannot write to --out {out} ({error.strerror or error}): choose another --out") from None
+    writable_folder(out)  # the report itself comes with the first result: a run that fails first leaves none
     return out
 
 
@@ -143,8 +158,13 @@ REPORT = "report.jsonl"  # in --out: the lines printed, for verify_checkpoints.p
 
 def measure(args) -> None:
     name, preset, model_kwargs = resolve_options(args)
-    preset = replace(preset, recipe=replace(preset.recipe, **dict(args.overrides)))
     device, seeds = pick_device(args.device), args.seed or [0]
+    try:
+        overridden = replace(preset.recipe, **dict(args.overrides))
+    except ValueError as error:
+        raise ConfigError(f"--set: {error}") from None
+    recipe, precision_rule = decide_precision(overridden, device)
+    preset, version = replace(preset, recipe=recipe), code_version()  # the tree as it is before --out is written
     out = prepare_out(args.out, seeds)
     keep_freed_memory()  # as the training command does: freed memory stays in the process for the next step
     data = load_cifar10(args.data)
@@ -159,7 +179,8 @@ def measure(args) -> None:
     results = []
     for seed in seeds:
         results.append(run_seed(data, name, preset, model_kwargs, seed, device, out))
-        report({"preset": name, **({"overrides": dict(args.overrides)} if args.overrides else {}), **results[-1]})
+        report({"preset": name, **({"overrides": dict(args.overrides)} if args.overrides else {}), **results[-1],
+                "precision_rule": precision_rule, **version})
     accuracies = [r["test_acc"] for r in results]
     report({"summary": name, "seeds": seeds, "mean_test_acc": round(statistics.mean(accuracies), 2),
                       "min_test_acc": min(accuracies),
@@ -167,7 +188,7 @@ def measure(args) -> None:
                       "min_test_acc_plain": min(r["test_acc_plain"] for r in results),
                       "median_train_seconds": statistics.median(r["train_seconds"] for r in results),
                       "max_train_seconds": max(r["train_seconds"] for r in results),
-                      "median_peak_tflop_s": statistics.median(r["peak_tflop_s"] for r in results)})
+                      "median_tflop_eq": statistics.median(r["tflop_eq"] for r in results)})
 
 
 if __name__ == "__main__":

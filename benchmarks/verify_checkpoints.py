@@ -7,7 +7,8 @@ Each checkpoint is compared with the benchmark's report (the record whose "check
 path as reported), or, without --report, with the test accuracy the checkpoint itself carries. Only the network
 and the name of its TTA come from helpers (helpers.checkpoints); the test images are read straight from the
 official files after checking their MD5, and the accuracy (with the checkpoint's TTA, and plain) is computed here
-in a few lines of torch, on this machine's CPU. A record measured on this very processor (its "processor", and no
+in a few lines of torch, on this machine's CPU, on the test images the checkpoint says its figure counts
+(`test_images`: the first 1,000 for a --quick model; all 10,000 for a file that does not say). A record measured on this very processor (its "processor", and no
 GPU as its "device"; or a record that names none) must be matched exactly; one measured elsewhere, a GPU or another
 CPU, within TOLERANCE_IMAGES test images: near-tied logits may round the other way there (cuDNN picks Winograd or
 FFT algorithms; another CPU has other kernels). Exit status 1 when a checkpoint differs or is missing from the
@@ -22,12 +23,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
+# helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.checkpoints import CheckpointError, load_checkpoint, rebuild_model, reported_tta  # noqa: E402
 from helpers.device import processor_name  # noqa: E402
+import torch  # noqa: E402
 
 TEST_MD5 = {"cifar-10-batches-bin/test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
             "cifar-10-batches-py/test_batch": "40351d587109b95175f43aff81a1287e"}
@@ -74,10 +76,19 @@ def weighted_views(x, tta: str):
     return [(1 / 2, v) for pair in pairs for v in pair]
 
 
+def counted_test_images(checkpoint: dict, path: Path, images, labels):
+    """The test images the checkpoint's figure counts: the first `test_images` it carries (1,000 for a --quick
+    model), all 10,000 when it carries none."""
+    n = checkpoint.get("test_images", len(images))
+    if not 0 < n <= len(images):
+        raise CheckpointError(f"{path} says its accuracy counts {n} test images: there are {len(images)}")
+    return images[:n], labels[:n]
+
+
 @torch.no_grad()
 def accuracies(checkpoint: dict, path: Path, images, labels):
-    """[accuracy with the recipe's TTA, plain accuracy] of a loaded checkpoint (read from `path`), in percent,
-    rounded as the benchmark reports them."""
+    """[accuracy with the recipe's TTA, plain accuracy] of a loaded checkpoint (read from `path`) on the given test
+    images, in percent, rounded as the benchmark reports them."""
     model, tta = rebuild_model(checkpoint, path).eval(), reported_tta(checkpoint)
     plain, augmented = [], []
     for x in (images[i:i + 1000].float() / 255 for i in range(0, len(images), 1000)):
@@ -93,7 +104,17 @@ def reported_by_path(report: Path) -> dict:
         records = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
     except (OSError, ValueError) as error:
         raise Unusable(f"the report {report} cannot be read as the benchmark's JSON lines ({error})") from None
-    return {os.path.realpath(r["checkpoint"]): r for r in records if isinstance(r, dict) and "checkpoint" in r}
+    reported = {}
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict) or "checkpoint" not in record:
+            continue  # the summary line, which names no checkpoint
+        accuracies_reported = [record.get("test_acc"), record.get("test_acc_plain")]
+        if not isinstance(record["checkpoint"], str) or not all(
+                isinstance(a, (int, float)) and not isinstance(a, bool) for a in accuracies_reported):
+            raise Unusable(f"line {number} of the report {report} is not the benchmark's: it needs a checkpoint path "
+                           f"and the numbers test_acc and test_acc_plain")
+        reported[os.path.realpath(record["checkpoint"])] = record
+    return reported
 
 
 def claimed(checkpoint: dict, path: Path, reported) -> dict | None:
@@ -144,12 +165,13 @@ def main(argv=None):
     for path in args.checkpoints:
         try:
             checkpoint = load_checkpoint(path)
-            measured = accuracies(checkpoint, path, images, labels)
+            counted = counted_test_images(checkpoint, path, images, labels)
+            measured = accuracies(checkpoint, path, *counted)
         except CheckpointError as error:
             print(f"{path}: {error}")
             failures += 1
             continue
-        words, passed = verdict(measured, claimed(checkpoint, path, reported), args.report, len(labels))
+        words, passed = verdict(measured, claimed(checkpoint, path, reported), args.report, len(counted[1]))
         failures += not passed
         print(f"{path}: test_acc {measured[0]:.2f}% (TTA: {reported_tta(checkpoint)}), {measured[1]:.2f}% plain{words}")
     if failures:  # a script or CI that checks the status must see it

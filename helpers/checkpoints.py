@@ -8,7 +8,9 @@ Everything loads with weights_only=True, so opening a file never runs code from 
 import math
 import os
 import pickle
+import shutil
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -20,6 +22,12 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # the committed model
 RESUME_TYPES = {"optimizer": dict, "epoch": int, "step": int, "history": list, "torch_rng": torch.Tensor,
                 "generator": torch.Tensor, "recipe": dict, "train_images": int, "config": dict}
 RESUME_KEYS = tuple(RESUME_TYPES)
+CONFIG_TYPES = {"seed": int, "quick": bool, "preset": str}  # what a run's config holds, as train() saves it
+# What a final model may carry besides its weights, of the kind a reader formats or compares (None: not carried).
+CARRIED_TYPES = {"test_acc": (int, float), "seed": int, "preset": str, "test_images": int}
+# What torch.load(weights_only=True) accepts: these values, in these containers, and tensors.
+PLAIN_VALUES = (str, int, float, complex, bool, type(None), torch.dtype, torch.device)
+PLAIN_CONTAINERS = (dict, OrderedDict, list, tuple, set, torch.Size)
 
 
 class CheckpointError(RuntimeError):
@@ -49,15 +57,47 @@ def on_cpu(value):
 
 def save_checkpoint(model, path, **extra) -> Path:
     """Write {"architecture", "model_kwargs", "state_dict", **extra} atomically (temporary file, then rename): no
-    half-written file. `extra` holds only tensors and plain values, so that weights_only loading works."""
+    half-written file, and none left behind when the write fails (a full disk, an interruption).
+
+    CheckpointError when `extra` or the model's arguments hold anything besides tensors and plain values, which
+    weights_only loading refuses (the file could never be loaded), and when the file cannot be written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    extra = on_cpu(extra)
+    odd = first_non_plain({"model_kwargs": model.model_kwargs, **extra})
+    if odd:
+        raise CheckpointError(f"cannot save {type(model).__name__}: its {odd} is not a plain value (a number, "
+                              f"string, list, dict or tensor), so the file could never be loaded with "
+                              f"weights_only=True; pass plain values (a name, not a class or an object)")
     state = {k: v.contiguous() for k, v in on_cpu(model.state_dict()).items()}
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"architecture": type(model).__name__, "model_kwargs": model.model_kwargs, "state_dict": state,
-                **on_cpu(extra)}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"architecture": type(model).__name__, "model_kwargs": model.model_kwargs, "state_dict": state,
+                    **extra}, tmp)
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if not isinstance(error, (OSError, RuntimeError)):
+            raise
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else \
+            f"the write stopped short with {shutil.disk_usage(path.parent).free / 1e6:,.0f} MB free on its disk"
+        kept = f"; the {path.name} written before is kept" if path.exists() else ""
+        raise CheckpointError(f"cannot write {path} ({reason}){kept}") from None
     return path
+
+
+def first_non_plain(value, where: str = "") -> str | None:
+    """Where in `value` (model_kwargs['block'], say) the first object sits that weights_only loading refuses: a
+    class, a function, a module, a numpy number; None when every part is plain."""
+    if isinstance(value, torch.Tensor) or type(value) in PLAIN_VALUES:
+        return None
+    if type(value) not in PLAIN_CONTAINERS:
+        return f"{where} ({type(value).__name__})"
+    for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+        odd = first_non_plain(item, f"{where}[{key!r}]" if where else str(key))
+        if odd:
+            return odd
+    return None
 
 
 def load_checkpoint(path, device="cpu") -> dict:
@@ -80,7 +120,16 @@ def load_checkpoint(path, device="cpu") -> dict:
             recipe_from_dict(checkpoint["recipe"])
         except (ValueError, TypeError) as error:
             raise CheckpointError(f"{path} holds a recipe this version cannot run: {error}") from None
+    wrong = [f"{key} {checkpoint[key]!r}" for key, kind in CARRIED_TYPES.items()
+             if key in checkpoint and not of_kind(checkpoint[key], kind)]
+    if wrong:
+        raise CheckpointError(f"{path} carries values of the wrong kind: {', '.join(wrong)} (edited by hand?)")
     return checkpoint
+
+
+def of_kind(value, kind) -> bool:
+    """isinstance, but a bool is only a bool, never a number (True would read as seed 1, or 1%)."""
+    return isinstance(value, kind) and isinstance(value, bool) == (kind is bool)
 
 
 def rebuild_model(checkpoint: dict, path="the checkpoint"):
@@ -93,10 +142,22 @@ def rebuild_model(checkpoint: dict, path="the checkpoint"):
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{path}: its weights do not fit {architecture}({checkpoint['model_kwargs']}): "
-                              f"{first_line}") from error
+                              f"{which_tensors(error)}") from error
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:
+        raise CheckpointError(f"{path}: its weights hold NaN or infinity ({', '.join(broken[:3])}"
+                              f"{f' and {len(broken) - 3} more' if len(broken) > 3 else ''}): not a model to use")
     return model
+
+
+def which_tensors(error: Exception, shown: int = 3) -> str:
+    """load_state_dict's reasons in one line: the tensors missing, unexpected or of another shape, the first few."""
+    reasons = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+    if not reasons:
+        return str(error).strip() or type(error).__name__
+    return "; ".join(reasons[:shown]) + (f"; and {len(reasons) - shown} more" if len(reasons) > shown else "")
 
 
 def load_model(path, device="cpu"):
@@ -115,11 +176,20 @@ def load_resumable(path) -> dict:
     if wrong:
         raise CheckpointError(f"{path} is not a run this version can resume: its {', '.join(wrong)} not of the kind "
                               f"training saves")
-    epoch, epochs = checkpoint["epoch"], recipe_from_dict(checkpoint["recipe"]).epochs
-    if not 0 < epoch <= math.ceil(epochs) or len(checkpoint["history"]) != epoch:
-        raise CheckpointError(f"{path} is not a run this version can resume: epoch {epoch} of {epochs}, with "
+    recipe = recipe_from_dict(checkpoint["recipe"])
+    epoch, step, images = checkpoint["epoch"], checkpoint["step"], checkpoint["train_images"]
+    if not 0 < epoch <= math.ceil(recipe.epochs) or len(checkpoint["history"]) != epoch:
+        raise CheckpointError(f"{path} is not a run this version can resume: epoch {epoch} of {recipe.epochs}, with "
                               f"{len(checkpoint['history'])} epochs of history")
     rebuild_model(checkpoint, path)  # its network, arguments and weights must fit together before any work starts
+    if not 0 < step <= epoch * (images // recipe.batch_size):  # each epoch takes at most its full batches
+        raise CheckpointError(f"{path} is not a run this version can resume: step {step} after epoch {epoch} of "
+                              f"{images} images at batch {recipe.batch_size}")
+    config = checkpoint["config"]
+    wrong = [f"{key} {config[key]!r}" for key, kind in CONFIG_TYPES.items()
+             if key in config and not of_kind(config[key], kind)]
+    if wrong:
+        raise CheckpointError(f"{path} is not a run this version can resume: its config holds {', '.join(wrong)}")
     return checkpoint
 
 

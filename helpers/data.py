@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .download import ARCHIVE_FOLDER, DownloadError, download_cifar10
+from .recipes import steps_per_epoch
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (3, 32, 32)
@@ -86,6 +87,10 @@ def load_cifar10(root=None, download: bool = True, strict: bool = True) -> CIFAR
     Strict or not, python batches are unpickled with nothing but numpy arrays allowed, so they cannot run code.
     """
     root = Path(root) if root is not None else default_data_root()
+    try:
+        root.resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop: RuntimeError before Python 3.13, OSError after
+        raise DatasetError(f"the data root {root} cannot be followed ({error}): point it at a real folder") from None
     folder = find_layout(root)
     if folder is None:
         if not download:
@@ -175,19 +180,9 @@ def _parse_python(path: Path, raw: bytes):
     return images, labels
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, translate: int, flip: bool) -> torch.Tensor:
-    """Random translation by up to `translate` pixels (reflect padding) and random horizontal flips, in batch.
-
-    Works on uint8 or float images on any device; the random draws come from a CPU generator so a run is
-    reproducible whatever the device.
-    """
-    shifts, flips = (None if t is None else t.to(images.device)
-                     for t in draw_augmentation(len(images), generator, translate, flip))
-    return apply_augmentation(images, translate, shifts, flips)
-
-
 def draw_augmentation(n: int, generator: torch.Generator, translate: int, flip: bool):
-    """The random part of `augment` for n images, on the CPU: (shifts (2, n) or None, flips (n,) or None)."""
+    """The random part of an augmentation of n images, from a CPU generator so that a run is reproducible whatever
+    the device: (shifts (2, n) or None, flips (n,) or None)."""
     shifts = torch.randint(0, 2 * translate + 1, (2, n), generator=generator) if translate else None
     flips = torch.rand(n, generator=generator) < 0.5 if flip else None
     return shifts, flips
@@ -275,8 +270,3 @@ def train_batches(images, labels, batch_size: int, generator: torch.Generator, t
         flipped = (index + alternate_flip_epoch) % 2 == 1 if alternate else None if flips is None else flips[step][part]
         batch = apply_augmentation(images[index], translate, None if shifts is None else shifts[step][:, part], flipped)
         yield to_float(batch, channels_last), labels[index]
-
-
-def steps_per_epoch(n_images: int, batch_size: int) -> int:
-    """How many batches `train_batches` yields: the schedule needs it up front."""
-    return n_images // batch_size

@@ -29,6 +29,7 @@ TIMEOUT_VARIABLE = "S7_DIST_TIMEOUT"
 # Ten minutes, torch's own default for nccl (gloo's is 30): far above the longest legitimate wait between two
 # collectives here (rank 0 writing a checkpoint while the others start the next epoch, a slow first step).
 DEFAULT_TIMEOUT_SECONDS = 600
+MAX_TIMEOUT_SECONDS = 365 * 24 * 3600  # a year, as good as forever; 1e20 s would overflow timedelta itself
 
 
 class DistributedTimeoutError(RuntimeError):
@@ -76,8 +77,9 @@ def distributed_session(device_name: str | None = None):
 def process_group_timeout(environ) -> timedelta:
     """How long a collective may wait for the other processes: $S7_DIST_TIMEOUT seconds, else ten minutes."""
     raw = environ.get(TIMEOUT_VARIABLE, str(DEFAULT_TIMEOUT_SECONDS)).strip()
-    if not re.fullmatch(r"\d+(\.\d*)?", raw) or float(raw) == 0:
-        raise ConfigError(f"{TIMEOUT_VARIABLE} must be a positive number of seconds, not {raw!r}")
+    if not re.fullmatch(r"\d+(\.\d*)?", raw) or not 0 < float(raw) <= MAX_TIMEOUT_SECONDS:
+        raise ConfigError(f"{TIMEOUT_VARIABLE} must be a positive number of seconds, not {raw!r} (at most "
+                          f"{MAX_TIMEOUT_SECONDS:,}, a year)")
     return timedelta(seconds=float(raw))
 
 

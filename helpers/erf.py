@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .probes import as_input, probe_copy, recorded_outputs
-from .receptive_field import rf_table
+from .receptive_field import final_rf, rf_table
 from .zoo import conv_stack
 
 BLOCKS = ("c1", "c2", "c3", "c4")  # a C1C2C3C4O network's blocks, each probed at its output, before the next pool
@@ -75,35 +75,30 @@ class RFSquare(NamedTuple):
 
 def rf_squares(model: nn.Module, blocks, input_shape=(3, 32, 32)) -> dict:
     """{block: the theoretical field of the unit effective_rf probes}: r_out of the block's last spatial layer in
-    receptive_field.rf_table, centred where the formulas put that unit.
+    receptive_field.rf_table, centred where the windows put that unit.
 
-    Output position 0's centre moves by ((k_eff - 1) / 2 - padding) * j_in at each layer, and position i lies i * j_out
-    further on. Square kernels, strides and images assumed, as rf_table does; a branching network is refused.
+    Output position i's field starts at start + i * j_out, so its centre is start + i * j_out + (r_out - 1) / 2, for
+    branches too. Square kernels, strides and images assumed; a field the formulas only estimate is refused.
     """
     table = rf_table(model, input_shape)
     squares = {}
     for block in blocks:
-        inside = [i for i, row in enumerate(table) if not block or row["name"] == block
-                  or row["name"].startswith(block + ".")]
+        inside = [row for row in table if not row["output_stage"] and (
+            not block or row["name"] == block or row["name"].startswith(block + "."))]
         if not inside:
             raise ValueError(f"{block!r} holds no spatial layer")
-        rows = table[:inside[-1] + 1]
-        if rows[-1]["approximate"]:
-            raise ValueError("the layers up to this block do not run as a chain: the formulas cannot place the field")
-        first_centre = sum(((row["k_eff"] - 1) / 2 - row["padding"]) * row["j_in"] for row in rows)
-        squares[block] = RFSquare(rows[-1]["r_out"], first_centre + rows[-1]["n_out"] // 2 * rows[-1]["j_out"])
+        row = inside[-1]
+        if row["approximate"]:
+            raise ValueError(f"the formulas only estimate this block's field ({'; '.join(row['why'])})")
+        centre = row["start"] + row["n_out"] // 2 * row["j_out"] + (row["r_out"] - 1) / 2
+        squares[block] = RFSquare(row["r_out"], centre)
     return squares
-
-
-def rf_square(model: nn.Module, block: str, input_shape=(3, 32, 32)) -> RFSquare:
-    """The theoretical field of the centre unit of `block`'s output (see rf_squares)."""
-    return rf_squares(model, [block], input_shape)[block]
 
 
 def erf_square_sides(erf: torch.Tensor, centre: float | None = None, fractions=(0.5, 0.95)) -> tuple:
     """The side in pixels of the smallest square around `centre` holding each fraction of the map's mass.
 
-    centre: row and column in pixels (rf_square's); the middle of the map, (size - 1) / 2, by default. A pixel is
+    centre: row and column in pixels (rf_squares'); the middle of the map, (size - 1) / 2, by default. A pixel is
     in the squares of side 2 * max(|row - centre|, |column - centre|) + 1 and up, so the sides step by 2: odd around
     a pixel, even around the corner of four. A square reaching past the map holds the part inside it.
     """
@@ -116,15 +111,15 @@ def erf_square_sides(erf: torch.Tensor, centre: float | None = None, fractions=(
     return tuple(int(sides[int((held < fraction - 1e-9).sum())].round()) for fraction in fractions)
 
 
-def erf_table(model: nn.Module, images, blocks=BLOCKS) -> list:
-    """One row per block: the theoretical field's side against the squares holding 50% and 95% of the effective
-    field (effective_rf over `images`); print it with zoo.format_table."""
-    table = []
-    squares = rf_squares(model, blocks, tuple(images.shape[1:]))
-    for block, erf in effective_rfs(model, blocks, images).items():
-        half, most = erf_square_sides(erf, squares[block].centre)
-        table.append({"block": block, "theoretical RF": squares[block].side, "50% of the ERF in": half,
-                      "95% of the ERF in": most})
+def erf_table(models: dict, images, blocks=BLOCKS) -> list:
+    """One row per block: the theoretical field's side, then for each of `models` ({label: model}, e.g. untrained
+    and trained) the sides of the squares holding 50% and 95% of its effective field over `images`; print it with
+    zoo.format_table."""
+    squares = rf_squares(next(iter(models.values())), blocks, tuple(images.shape[1:]))
+    table = [{"block": block, "theoretical RF": squares[block].side} for block in blocks]
+    for label, model in models.items():
+        for row, (block, erf) in zip(table, effective_rfs(model, blocks, images).items()):
+            row[f"50% in ({label})"], row[f"95% in ({label})"] = erf_square_sides(erf, squares[block].centre)
     return table
 
 

@@ -1,42 +1,71 @@
-"""Measured results, committed as the benchmark wrote them (benchmarks/results/*.jsonl): what the notebook's
-settings cell quotes, so that no run time is typed by hand."""
+"""Measured results, committed as the benchmark wrote them: what the notebook's time table quotes, so that no run
+time is typed by hand, and no time is claimed for a machine that never ran the preset."""
 import json
+import textwrap
 import statistics
 from pathlib import Path
 
-from .recipes import epochs_text
+from .recipes import PRESETS, epochs_text
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "current"
 
 
 def benchmark_runs(folder=RESULTS) -> list[dict]:
-    """Every per-seed record of every committed benchmark output (summary lines left out)."""
+    """Every per-seed record of every committed benchmark output in `folder` (summary lines left out)."""
     return [record for path in sorted(Path(folder).glob("*.jsonl"))
             for record in map(json.loads, path.read_text().splitlines()) if "seed" in record]
 
 
-def run_time_table(presets, records, peak: float | None = None) -> str:
-    """One line per preset: the median training time of its committed runs on a CPU and on a GPU, one figure per
-    processor (the same preset runs several times faster on one CPU than on another), with the precision, or "not
-    measured"; with `peak` (this machine's matmul GFLOP/s, device.peak_gflops), the time to expect here.
+def machine(record: dict) -> str:
+    """Where a record was measured, as the time table says it: "CPU: AMD EPYC (...)" or "GPU: NVIDIA H100 ..."."""
+    return f"{'CPU' if record['device'].split(':')[0] == 'cpu' else 'GPU'}: {record['processor']}"
 
-    The expectation divides the runs' compute in TFLOP-equivalents (seconds x their machine's peak) by this
-    machine's peak: it carries across processors far better than seconds, not exactly (a CPU reaches a larger
-    share of its peak on some networks than another does)."""
-    lines = []
+
+def time_rows(presets, records, in_notebook: dict) -> list[dict]:
+    """One row per preset and machine its committed runs were measured on (a preset never measured: one row saying
+    so): the median training time, the precision, the mean plain and TTA test accuracy over the runs.
+
+    in_notebook: {preset: what the notebook does with it}: "trained" or "loaded" (from weights/)."""
+    rows = []
     for preset in presets:
-        cells = []
-        for kind in ("cpu", "cuda"):
-            runs = [r for r in records if r["preset"] == preset and r["device"].split(":")[0] == kind]
-            processors = dict.fromkeys(r["processor"] for r in runs)
-            figures = [time_figure([r for r in runs if r["processor"] == p]) for p in processors]
-            cells.append(f"{kind.upper()}: {', '.join(figures) or 'not measured'}")
-        runs = [r for r in records if r["preset"] == preset and "peak_tflop_s" in r]
-        if peak and runs:
-            expected = statistics.median(r["peak_tflop_s"] for r in runs) * 1000 / peak
-            cells.append(f"here: about {duration_text(expected)}")
-        lines.append(f"{preset:>8}: " + "; ".join(cells))
-    return "\n".join(lines)
+        runs = [r for r in records if r["preset"] == preset]
+        tta = PRESETS[preset].recipe.tta
+        for where in dict.fromkeys(map(machine, runs)) or ["not measured"]:
+            mine = [r for r in runs if machine(r) == where]
+            plain = [r.get("test_acc_plain") for r in mine]
+            rows.append({
+                "preset": preset, "in notebook": in_notebook.get(preset, "not run"), "measured on": where,
+                "precision": distinct(mine, "precision") or "-", "runs": len(mine),
+                "epochs": epochs_text(mine[0]["epochs"]) if mine else "-",
+                "median time": duration_text(statistics.median(r["train_seconds"] for r in mine)) if mine else "-",
+                "plain acc": f"{statistics.mean(plain):.2f}%" if mine and None not in plain else "-",
+                "TTA acc": f"{statistics.mean(r['test_acc'] for r in mine):.2f}%" if mine and tta != "none" else "-"})
+    return rows
+
+
+def here_note(records, device_type: str, processor: str, width: int = 110) -> str:
+    """What the records say about this machine, wrapped to `width`: the presets measured on this very processor or
+    GPU, or that none was. A time measured elsewhere is never converted: processors reach very different shares of
+    their matmul peaks on these small convolutions, and a GPU step of them waits on kernel launches."""
+    kind = "CPU" if device_type == "cpu" else "GPU"
+    here = f"{kind}: {processor}"
+    return textwrap.fill(_here_text(records, kind, here), width)
+
+
+def _here_text(records, kind: str, here: str) -> str:
+    measured = list(dict.fromkeys(r["preset"] for r in records if machine(r) == here))
+    if measured:
+        return f"this machine ({here}) has records of {', '.join(measured)}: their rows are times to expect here"
+    if kind == "GPU":
+        return (f"this machine ({here}): no record on a GPU of this kind, so no time to expect here (a GPU step of "
+                f"these small networks waits on kernel launches, not on arithmetic: its matmul peak says nothing)")
+    return (f"this machine ({here}): no record on this processor, so no time to expect here (times do not carry "
+            f"from one processor to another); the side-by-side table gives the times measured here")
+
+
+def tflop_eq(record: dict) -> float | None:
+    """A record's TFLOP-equivalents: `tflop_eq`, named `peak_tflop_s` in the records written before it."""
+    return record.get("tflop_eq", record.get("peak_tflop_s"))
 
 
 def duration_text(seconds: float) -> str:
@@ -47,14 +76,6 @@ def duration_text(seconds: float) -> str:
 def summary_line(path) -> dict:
     """The summary a benchmark output ends with (mean and min accuracy, median time over its seeds)."""
     return next(record for record in map(json.loads, Path(path).read_text().splitlines()) if "summary" in record)
-
-
-def time_figure(runs) -> str:
-    """The median training time of runs on one processor, with what they were trained in and reached."""
-    seconds = statistics.median(r["train_seconds"] for r in runs)
-    return (f"{duration_text(seconds)} for {epochs_text(runs[0]['epochs'])} ({runs[0]['processor']}, "
-            f"{distinct(runs, 'precision')}; median of {len(runs)} run{'s' * (len(runs) > 1)}, mean test accuracy "
-            f"{statistics.mean(r['test_acc'] for r in runs):.2f}%)")
 
 
 def distinct(runs, key) -> str:

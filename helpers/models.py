@@ -14,6 +14,7 @@ from torch import nn
 
 from .convs import ConvBNReLU, DepthwiseSeparableConv2d, conv3x3
 from .data import to_float
+from .recipes import ConfigError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -85,6 +86,19 @@ class TutorialNet(Network):
         return self.fc3(x)
 
 
+def check_arguments(widths, num_classes, dilation) -> None:
+    """ValueError, naming the argument, unless they build a C1C2C3C4O network: four widths, a number of classes
+    and a dilation, each a positive whole number (a dilation of 0 would build, and fail at the first image)."""
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    if not (isinstance(widths, (list, tuple)) and len(widths) == 4 and all(map(whole, widths))):
+        raise ValueError(f"widths must be four positive whole numbers, not {widths!r}")
+    for name, value in (("num_classes", num_classes), ("dilation", dilation)):
+        if not whole(value):
+            raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+
+
 class C1C2C3C4O(Network):
     """The assignment's architecture, said once in code: normalise, then C1, max-pool, C2, max-pool, C3, max-pool,
     C4, and the output stage O. A network of this kind chooses its four blocks and its output; the three max-pools
@@ -129,6 +143,7 @@ class S7Net(C1C2C3C4O):
     """
 
     def __init__(self, widths=(32, 64, 128, 192), num_classes: int = 10, dilation: int = 2):
+        check_arguments(widths, num_classes, dilation)
         w1, w2, w3, w4 = widths
         super().__init__(
             {"widths": list(widths), "num_classes": num_classes, "dilation": dilation},
@@ -174,8 +189,10 @@ class ShiftBatchNorm2d(nn.BatchNorm2d):
 
 def identity_init(conv: nn.Conv2d) -> nn.Conv2d:
     """Start the first in_channels filters as the identity (a Dirac kernel): the signal passes deep nets untouched."""
-    with torch.no_grad():
-        nn.init.dirac_(conv.weight[:min(conv.in_channels, conv.out_channels)])
+    n, (height, width) = min(conv.in_channels, conv.out_channels), conv.kernel_size
+    with torch.no_grad():  # nn.init.dirac_'s values, set in one op (dirac_ loops over the channels in Python)
+        conv.weight[:n].zero_()
+        conv.weight[torch.arange(n), torch.arange(n), height // 2, width // 2] = 1
     return conv
 
 
@@ -204,6 +221,7 @@ class S7AirNet(C1C2C3C4O):
     """
 
     def __init__(self, widths=(64, 256, 256, 256), num_classes: int = 10, dilation: int = 2):
+        check_arguments(widths, num_classes, dilation)
         w1, w2, w3, w4 = widths
         super().__init__(
             {"widths": list(widths), "num_classes": num_classes, "dilation": dilation},
@@ -225,11 +243,36 @@ def norm_act(channels: int):
     return ShiftBatchNorm2d(channels), nn.GELU()
 
 
+MAX_PARAMETERS = 10**8  # 400 MB of fp32 weights: far beyond a CIFAR-10 network (WideResNet-28-10 has 36M)
+
+
 def build_model(architecture: str, **model_kwargs) -> nn.Module:
-    """A registered network by its class name: how presets, checkpoints and the command line say which they mean."""
+    """A registered network by its class name: how presets, checkpoints and the command line say which they mean.
+
+    ConfigError, in one line, for arguments it cannot be built from, and for more than MAX_PARAMETERS parameters,
+    counted before any memory is allocated (an allocation of terabytes would end in a traceback or the OOM killer).
+    """
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}: choose from {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[architecture](**model_kwargs)
+        raise ConfigError(f"unknown architecture {architecture!r}: choose from {', '.join(ARCHITECTURES)}")
+    network = ARCHITECTURES[architecture]
+    try:
+        planned = planned_parameters(network, model_kwargs)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{architecture} cannot be built from {model_kwargs}: {error}") from None
+    if planned is not None and planned > MAX_PARAMETERS:
+        raise ConfigError(f"{architecture} with {model_kwargs} would have {planned:,} parameters "
+                          f"({planned * 4 / 1e9:,.0f} GB as fp32): more than {MAX_PARAMETERS:,} are not built here")
+    return network(**model_kwargs)
+
+
+def planned_parameters(network: type, model_kwargs: dict) -> int | None:
+    """The parameters network(**model_kwargs) would have, counted on the meta device, where nothing is allocated;
+    None for a network whose construction needs real tensors (the count is then left to the real build)."""
+    try:
+        with torch.device("meta"):
+            return count_parameters(network(**model_kwargs))
+    except RuntimeError:  # NotImplementedError too: an op that meta tensors do not support
+        return None
 
 
 def count_parameters(model: nn.Module) -> int:

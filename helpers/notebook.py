@@ -1,39 +1,75 @@
-"""What the notebook shows that depends on its settings, computed so that its prose is true for every preset: a
-recipe in a few lines, the training described from the recipe itself, a committed model or a new training, and the
-table that sets the networks side by side."""
-import textwrap
-from dataclasses import dataclass, fields
+"""What the notebook shows that depends on its settings, computed so that its prose is true for every preset: the
+training described from the recipe itself, a committed model or a new training, and the table that sets the
+networks side by side.
+
+The notebook imports everything it calls from here and from `helpers` itself, so that moving a module inside the
+package changes these imports, which the tests run, and never the notebook's.
+"""
+import io
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
-from .checkpoints import WEIGHTS, CheckpointError, load_checkpoint, provenance, rebuild_model, weights_path
-from .evaluation import evaluate
+from .checkpoints import WEIGHTS, CheckpointError, load_checkpoint, rebuild_model, weights_path
+from .evaluation import accuracy, predict
+from .measured import duration_text
 from .models import build_model, count_parameters
+from .precision import decide_precision
 from .receptive_field import final_rf, rf_table
-from .recipes import PRESETS, Recipe, epochs_text, resolve, training_steps
+from .recipes import PRESETS, Recipe, epochs_text, recipe_from_dict, resolve, training_steps
 from .training import seed_everything, train
+# What the notebook's cells call, besides the functions below:
+from .checkpoints import model_filename, save_checkpoint  # noqa: F401
+from .data import default_data_root, load_cifar10  # noqa: F401
+from .describe import airnet_ideas, block_table, markdown_table  # noqa: F401
+from .device import describe_device, pick_device, processor_name  # noqa: F401
+from .erf import erf_table, noise_images  # noqa: F401
+from .erf_figures import erf_figure, gridding_figure  # noqa: F401
+from .gradcam import evidence_summary, gradcam_mistakes_figure, mistake_maps  # noqa: F401
+from .lecture_points import (dilation_figure, overlap_figure, pointwise_demo, pointwise_text,  # noqa: F401
+                             separable_costs, transposed_size_table, worked_example_text)
+from .measured import benchmark_runs, here_note, time_rows  # noqa: F401
+from .models import parameter_split  # noqa: F401
+from .plots import confusion_figure, misclassified_gallery, sample_grid, training_curves  # noqa: F401
+from .readings import (confusion_reading, curve_reading, erf_reading, gradcam_reading, rf_reading,  # noqa: F401
+                       rules_reading, size_steps)
+from .receptive_field import empirical_rf, format_rf_table  # noqa: F401
+from .recipes import quick_data, quick_mode_requested  # noqa: F401
+from .spec import check_s7, format_checks  # noqa: F401
+from .zoo import (checkerboard_figure, conv_table, format_table, rf_growth, rf_growth_figure,  # noqa: F401
+                  upsampler_table)
+
+STORY = ("tutorial", "s7net", "fast", "full")  # the given network, the answer, and S7AirNet fast and full
 
 
-def recipe_lines(recipe: Recipe, width: int = 100) -> str:
-    """The settings where the recipe differs from Recipe()'s defaults, as `field=value`, wrapped to `width`."""
-    default = Recipe()
-    changed = [f"{f.name}={getattr(recipe, f.name)!r}" for f in fields(Recipe)
-               if getattr(recipe, f.name) != getattr(default, f.name)]
-    return textwrap.fill(", ".join(changed) or "the defaults", width, subsequent_indent="  ")
+def plan(studied: str, load: bool) -> dict:
+    """{preset: "trained" or "loaded"} for every preset the notebook shows: the full preset's committed model is
+    loaded unless it is the one studied and LOAD_WEIGHTS is False (a long training on a CPU)."""
+    if studied not in PRESETS or studied == "tutorial":
+        raise ValueError(f"PRESET {studied!r}: choose s7net (S7Net), fast or full (S7AirNet)")
+    return {p: "loaded" if load or (p == "full" and studied != "full") else "trained" for p in STORY}
 
 
-def training_prose(preset: str, n_images: int = 50_000) -> str:
-    """Markdown describing how the preset trains and evaluates, read from its recipe: every sentence holds for it."""
-    run = resolve(preset)
+def label_smoothing_text(epsilon: float, classes: int = 10) -> str:
+    """What label smoothing epsilon does to the targets, with the numbers of this epsilon."""
+    return (f"label smoothing {epsilon:g} (the target is {1 - epsilon + epsilon / classes:g} for the true class and "
+            f"{epsilon / classes:g} for each other one instead of 1 and 0: no push towards ever larger logits)")
+
+
+def training_prose(preset: str, n_images: int = 50_000, quick: bool = False) -> str:
+    """Markdown describing how the preset trains and evaluates, read from the recipe it runs with (quick mode's
+    when `quick`): every sentence holds for it, and each term is defined where it first appears."""
+    run = resolve(preset, quick=quick)
     r = run.recipe
+    sgd = (f"SGD with Nesterov momentum {r.momentum:g} (each gradient taken where the momentum is about to carry "
+           f"the weights)" if r.nesterov else f"SGD with momentum {r.momentum:g}")
     if r.muon_lr is not None:
-        optimiser = (f"**Muon** (`helpers/muon.py`, after Keller Jordan's airbench94_muon) trains the convolution "
-                     f"filters that mix channels, at a peak learning rate of {r.muon_lr:g}: each step follows the "
-                     f"momentum of the gradient with every direction it holds evened out (orthogonalised), which "
-                     f"learns far faster in few epochs. {'Nesterov ' if r.nesterov else ''}SGD with momentum "
-                     f"{r.momentum:g} trains the other weights")
+        optimiser = (f"**Muon** trains the convolution filters that mix channels, at a peak learning rate of "
+                     f"{r.muon_lr:g}: each step follows the gradient's momentum with all its directions evened out "
+                     f"(orthogonalised by a few Newton-Schulz iterations), so rare directions learn as fast as common "
+                     f"ones. {sgd} trains the other weights")
     else:
-        optimiser = f"{'Nesterov ' if r.nesterov else 'Plain '}SGD with momentum {r.momentum:g} trains every weight"
+        optimiser = f"{sgd} trains every weight"
     if r.bias_lr_scale != 1:
         optimiser += f", the BatchNorm shifts at {r.bias_lr_scale:g} times the learning rate of the others"
     if r.schedule == "triangular":
@@ -47,26 +83,49 @@ def training_prose(preset: str, n_images: int = 50_000) -> str:
                      if r.alternate_flip else "random horizontal flips")
     augmentation = f"Each batch is augmented on the device: {' and '.join(views)}" if views else \
         "No augmentation: every image is seen as it is"
-    smoothing = f", with label smoothing {r.label_smoothing:g}" if r.label_smoothing else ""
+    smoothing = f", with {label_smoothing_text(r.label_smoothing)}" if r.label_smoothing else ""
     tta = {"none": "Predictions use the image alone.",
-           "flip": "At test time each prediction averages the image and its mirror (TTA).",
+           "flip": "At test time each prediction averages the logits of the image and its mirror: test-time "
+                   "augmentation (TTA); the plain accuracy, the network alone, is reported beside it.",
            "flip-translate": "At test time each prediction averages the image, its mirror and one-pixel shifts of "
-                             "both (TTA); the plain accuracy, the network alone, is reported beside it."}[r.tta]
-    precision = ("The arithmetic is chosen per device (`helpers/precision.py`): bf16 on a GPU that has it natively, "
-                 "fp16 on one that does not, and on a CPU whichever of fp32 and bf16 trains clearly faster, measured "
-                 "once per processor and remembered" if r.precision == "auto" else f"It trains in {r.precision}")
+                             "both: test-time augmentation (TTA); the plain accuracy, the network alone, is "
+                             "reported beside it."}[r.tta]
     return (f"**Preset `{preset}`**: {run.architecture} for {epochs_text(r.epochs)} at batch {r.batch_size} "
-            f"({training_steps(n_images, r):,} steps). {optimiser}. {schedule}. {augmentation}{smoothing}. {tta} "
-            f"{precision}.")
+            f"({training_steps(n_images, r):,} steps). {optimiser}. {schedule}. {augmentation}{smoothing}. {tta}")
+
+
+def run_prose(preset: str, plans: dict, n_images: int, quick: bool) -> str:
+    """training_prose of the run behind the preset's model in this notebook: the training here (on its n_images,
+    in quick mode when `quick`), or the committed model's own (the full training set, the preset's recipe)."""
+    return training_prose(preset, n_images, quick) if plans[preset] == "trained" else training_prose(preset)
 
 
 @dataclass
 class Obtained:
-    """A preset's network, trained here or loaded from weights/, with the history of the run that trained it."""
+    """A preset's network, trained here or loaded from weights/, with the recipe that trained it (its precision
+    decided) and the history of that run."""
     preset: str
     model: nn.Module
     history: list
-    source: str  # "trained here", or "loaded weights/<file>: <where it came from>"
+    source: str  # "trained here", or "loaded weights/<file>"
+    recipe: Recipe
+    _logits: dict = field(default_factory=dict, repr=False)  # {(images' id, tta): logits}, each computed once
+
+    @property
+    def trained_here(self) -> bool:
+        return self.source == "trained here"
+
+    def logits(self, images, tta: str = "none"):
+        """The model's logits on `images` with the test-time augmentation `tta` (evaluation.predict), kept so that
+        a table and a figure of the same test set do not evaluate twice."""
+        key = (id(images), tta)
+        if key not in self._logits:
+            self._logits[key] = predict(self.model, images, tta)
+        return self._logits[key]
+
+    def accuracy(self, data, tta: str = "none") -> float:
+        """Test accuracy in percent: plain (tta "none") or with a test-time augmentation."""
+        return accuracy(self.logits(data.test_images, tta), data.test_labels)
 
 
 def committed_seeds(preset: str) -> list[int]:
@@ -86,31 +145,68 @@ def require_committed(presets, seed: int) -> None:
             f"(python -m helpers.train --preset {missing[0]} --seed {seed} does the same from a terminal).")
 
 
-def obtain(preset: str, seed: int, load: bool, data, device, quick: bool = False) -> Obtained:
-    """The preset's committed model for this seed (load), or the network trained here from that seed."""
-    if load:
-        path = weights_path(preset, seed)
-        checkpoint = load_checkpoint(path)
-        model = rebuild_model(checkpoint, path).to(device)
-        return Obtained(preset, model, checkpoint.get("history", []),
-                        f"loaded weights/{path.name}: {provenance(checkpoint)}")
+def load(preset: str, seed: int, device) -> Obtained:
+    """The preset's committed model of this seed, or of its lowest committed seed when this one is not in weights/
+    (the full preset's model is shown whatever seed the notebook trains)."""
+    seeds = committed_seeds(preset)
+    path = weights_path(preset, seed if seed in seeds or not seeds else seeds[0])
+    checkpoint = load_checkpoint(path)
+    recipe = recipe_from_dict(checkpoint["recipe"]) if "recipe" in checkpoint else PRESETS[preset].recipe
+    return Obtained(preset, rebuild_model(checkpoint, path).to(device), checkpoint.get("history", []),
+                    f"loaded weights/{path.name}", recipe)
+
+
+def obtain(preset: str, seed: int, loaded: bool, data, device, quick: bool = False) -> Obtained:
+    """The preset's committed model for this seed (loaded), or the network trained here from that seed."""
+    if loaded:
+        return load(preset, seed, device)
     run = resolve(preset, quick=quick)
+    recipe, precision_line = decide_precision(run.recipe, device)
+    print(precision_line)
     generator = seed_everything(seed)  # then the network: its initial weights come from the seed too
     model = build_model(run.architecture, **run.model_kwargs)
-    return Obtained(preset, model, train(model, data, run.recipe, generator, device), "trained here")
+    return Obtained(preset, model, train(model, data, recipe, generator, device), "trained here", recipe)
+
+
+def training_seconds(item: Obtained) -> float:
+    """The training time of the run that made the model (this notebook's, or a loaded model's own)."""
+    return sum(h["seconds"] for h in item.history)
 
 
 def comparison_table(obtained, data) -> list[dict]:
-    """One row per network: parameters, receptive field, epochs, training time, plain and TTA accuracy on data's
-    test images, all measured here (the time from the run's history: a loaded model's from its own run)."""
+    """One row per network: parameters, receptive field, epochs, plain and TTA accuracy on data's test images
+    (measured here), and the training time on this machine where it trained here."""
     rows = []
     for item in obtained:
-        recipe = PRESETS[item.preset].recipe
-        seconds = sum(h["seconds"] for h in item.history)
-        rows.append({"network (preset)": f"{type(item.model).__name__} ({item.preset})",
-                     "params": count_parameters(item.model), "RF px": final_rf(rf_table(item.model)),
-                     "epochs": f"{recipe.epochs:g}", "train s": f"{seconds:.0f}" if item.history else "-",
-                     "test acc": f"{evaluate(item.model, data.test_images, data.test_labels):.2f}%",
-                     "with TTA": f"{evaluate(item.model, data.test_images, data.test_labels, recipe.tta):.2f}% "
-                                  f"({recipe.tta})", "model": item.source})
+        tta = item.recipe.tta
+        rows.append({
+            "network": type(item.model).__name__, "preset": item.preset, "params": count_parameters(item.model),
+            "RF px": final_rf(rf_table(item.model)), "epochs": f"{item.recipe.epochs:g}",
+            "plain acc": f"{item.accuracy(data):.2f}%",
+            "TTA acc": "- (no TTA)" if tta == "none" else f"{item.accuracy(data, tta):.2f}% ({tta})",
+            "training time here": f"{duration_text(training_seconds(item))}, {item.recipe.precision}"
+                                  if item.trained_here else "not trained here"})
     return rows
+
+
+def how_it_ran(obtained) -> list[dict]:
+    """One row per network: where its model came from, how long and in what arithmetic its run trained (this
+    notebook's, or the committed model's own)."""
+    return [{"preset": item.preset, "model": item.source, "epochs": epochs_text(item.recipe.epochs),
+             "batch": item.recipe.batch_size, "precision": item.recipe.precision,
+             "training time (that run)": duration_text(training_seconds(item)) if item.history else "-"}
+            for item in obtained]
+
+
+def jpeg_bytes(fig, quality: int = 80) -> bytes:
+    """The figure as the notebook stores it when it is made of photographs or dense heatmaps: a JPEG, a few times
+    smaller than its PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", bbox_inches="tight", pil_kwargs={"quality": quality})
+    return buffer.getvalue()
+
+
+def show_jpeg(fig) -> None:
+    """Display a figure as jpeg_bytes: the notebook stays small."""
+    from IPython.display import Image, display  # only in a notebook: the rest of helpers runs without IPython
+    display(Image(jpeg_bytes(fig), format="jpeg"))

@@ -1,7 +1,9 @@
-"""Who trains what: Muon the convolution filter banks (when the recipe has a muon_lr), SGD everything else.
+"""Who trains what, at which learning rate: Muon the convolution filter banks (when the recipe has a muon_lr), SGD
+everything else, and the schedule they all follow.
 
-Every parameter group carries "lr_scale", its peak learning rate over recipe.lr: the training loop sets each
-group's lr to the schedule's value times it, so all optimisers follow one schedule.
+Every parameter group carries "initial_lr", its peak learning rate, set here from the recipe (lr, muon_lr, the
+BatchNorm shifts' lr). The schedule is one factor from 0 to 1 (lr_factor), and set_learning_rates multiplies it onto
+each group's initial_lr: the only place a learning rate is set.
 """
 import torch
 from torch import nn
@@ -23,8 +25,8 @@ def build_optimizers(model, recipe: Recipe) -> list[torch.optim.Optimizer]:
         start_momentum_at_zero(sgd)
     if recipe.muon_lr is None:
         return [sgd]
-    return [sgd, Muon([dict(params=muon_banks(model, recipe), lr_scale=recipe.muon_lr / recipe.lr)],
-                      lr=recipe.muon_lr, precision=recipe.precision)]
+    return [sgd, Muon([dict(params=muon_banks(model, recipe), initial_lr=recipe.muon_lr)], lr=recipe.muon_lr,
+                      precision=recipe.precision)]
 
 
 def start_momentum_at_zero(sgd: torch.optim.SGD) -> None:
@@ -54,16 +56,29 @@ def parameter_groups(model, recipe: Recipe) -> list[dict]:
     norms = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
     muon = {id(p) for p in muon_banks(model, recipe)}
     trainable = [p for p in model.parameters() if p.requires_grad and id(p) not in muon]
-    return [dict(params=[p for p in trainable if id(p) not in norms], lr_scale=1.0, weight_decay=recipe.weight_decay),
-            dict(params=[p for p in trainable if id(p) in norms], lr_scale=recipe.bias_lr_scale,
+    return [dict(params=[p for p in trainable if id(p) not in norms], initial_lr=recipe.lr,
+                 weight_decay=recipe.weight_decay),
+            dict(params=[p for p in trainable if id(p) in norms], initial_lr=recipe.lr * recipe.bias_lr_scale,
                  weight_decay=recipe.weight_decay / recipe.bias_lr_scale)]
 
 
-def set_learning_rate(optimizers, lr: float) -> None:
-    """Every group of every optimiser at the schedule's lr times its own lr_scale."""
+def lr_factor(step: int, total_steps: int, recipe: Recipe) -> float:
+    """The schedule at this step, from 0 to 1, the fraction of each group's peak lr it trains at. Triangular: a
+    linear warm-up over the first `warmup` fraction of the steps, then a linear decay to zero. Constant: 1
+    throughout, as the PyTorch tutorial trains."""
+    if recipe.schedule == "constant":
+        return 1.0
+    peak = max(1, round(recipe.warmup * total_steps))
+    if step < peak:
+        return (step + 1) / peak
+    return max(0.0, (total_steps - step) / max(1, total_steps - peak))
+
+
+def set_learning_rates(optimizers, factor: float) -> None:
+    """Every group of every optimiser at `factor` (lr_factor) times its own initial_lr."""
     for optimizer in optimizers:
         for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
+            group["lr"] = factor * group["initial_lr"]
 
 
 def optimizer_states(optimizers) -> dict:
@@ -73,9 +88,11 @@ def optimizer_states(optimizers) -> dict:
 
 def load_optimizer_states(optimizers, checkpoint: dict) -> None:
     """The inverse of optimizer_states. How the optimisers compute (a fused SGD in fp16) stays as they were built
-    for this run, which may go on in another precision than the checkpoint's."""
+    for this run, which may go on in another precision than the checkpoint's, and so do their initial_lr (a
+    checkpoint from before they had one kept its peak lrs in another form)."""
     for optimizer, key in zip(optimizers, ("optimizer", "muon")):
-        built = [{k: group[k] for k in ("fused", "foreach") if k in group} for group in optimizer.param_groups]
+        built = [{k: group[k] for k in ("fused", "foreach", "initial_lr") if k in group}
+                 for group in optimizer.param_groups]
         optimizer.load_state_dict(checkpoint[key])
         for group, flags in zip(optimizer.param_groups, built):
             group.update(flags)

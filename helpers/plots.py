@@ -1,11 +1,12 @@
 """Figures for the notebook: sample images, training curves, misclassified test images; and the panels other
 figure modules share (an image, a heatmap over an image).
 
-Each function returns a matplotlib Figure (shown by the notebook, saved or tested by anyone else).
+Each function returns a matplotlib Figure, made without pyplot: nothing is shown or kept open behind the caller's
+back (the notebook displays it, a test reads it, anyone may save it).
 """
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .evaluation import most_confident_mistakes
@@ -28,12 +29,14 @@ def show_image(ax, image, title, color="black"):
     ax.axis("off")
 
 
-def overlay(ax, image, heat, cmap: str = "inferno"):
+def overlay(ax, image, heat, cmap: str = "inferno", smooth: bool = False):
     """A heatmap in [0, 1] drawn over an image, each pixel as opaque as its value, so the picture shows through
-    where the map is 0. Returns the heatmap's artist, for a colour bar."""
+    where the map is 0; smooth: drawn bilinearly (a map upsampled from a coarse layer), else pixel by pixel.
+    Returns the heatmap's artist, for a colour bar."""
     ax.imshow(_to_uint8(image), interpolation="nearest")
     heat = torch.as_tensor(heat).detach().cpu().double().clamp(0, 1).numpy()
-    return ax.imshow(heat, cmap=cmap, vmin=0, vmax=1, alpha=0.7 * heat, interpolation="nearest")
+    return ax.imshow(heat, cmap=cmap, vmin=0, vmax=1, alpha=0.7 * heat,
+                     interpolation="bilinear" if smooth else "nearest")
 
 
 def mosaic(tiles, gap: int = 2, fill: int = 255) -> np.ndarray:
@@ -52,7 +55,7 @@ def mosaic(tiles, gap: int = 2, fill: int = 255) -> np.ndarray:
     return grid
 
 
-def sample_grid(images, labels, classes, per_class: int = 6):
+def sample_grid(images, labels, classes, per_class: int = 4):
     """The first `per_class` images of every class, one row per class, so a reader sees what CIFAR-10 is.
 
     Drawn as ONE image (a mosaic) with the class names as y tick labels: a PNG a few times smaller than a grid
@@ -69,7 +72,8 @@ def sample_grid(images, labels, classes, per_class: int = 6):
     gap = 2
     grid = mosaic(tiles, gap=gap)
     height, width = pictures.shape[1:3]
-    fig, ax = plt.subplots(figsize=(per_class * 0.55 + 1.6, len(classes) * 0.55 + 0.8))
+    fig = Figure(figsize=(per_class * 0.55 + 1.6, len(classes) * 0.55 + 0.8), layout="constrained")
+    ax = fig.subplots()
     ax.imshow(grid, interpolation="nearest")
     ax.set_yticks([r * (height + gap) + (height - 1) / 2 for r in range(len(classes))], list(classes))
     ax.set_xticks([c * (width + gap) + (width - 1) / 2 for c in range(per_class)], range(1, per_class + 1))
@@ -78,7 +82,6 @@ def sample_grid(images, labels, classes, per_class: int = 6):
         spine.set_visible(False)
     ax.set(xlabel="example (first in the training set)", ylabel="class",
            title=f"CIFAR-10: {per_class} training images per class")
-    fig.tight_layout()
     return fig
 
 
@@ -89,7 +92,8 @@ def training_curves(history, title: str = ""):
     averaged over a twentieth of an epoch, as one batch is noisy; older histories give one point per epoch. The test
     accuracy (plain, no TTA) is measured at the end of each epoch. The x axis counts epochs, in fractions for a
     run of a few."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, key, label, epoch_key in ((loss_ax, "step_loss", "train loss", "loss"),
                                       (acc_ax, "step_acc", "train (augmented)", "train_acc")):
         if all(key in h for h in history):
@@ -113,7 +117,6 @@ def training_curves(history, title: str = ""):
         ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=len(history) > 3, min_n_ticks=3))
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -135,19 +138,22 @@ def step_series(history, key: str):
     return x[window - 1:], means, window
 
 
-def misclassified_gallery(images, labels, logits, classes, count: int = 24, columns: int = 8):
-    """The test images the model gets wrong with the most confidence, titled "true -> predicted (p)"."""
+def misclassified_gallery(images, labels, logits, classes, count: int = 8, columns: int = 8, which: str = ""):
+    """The test images the model gets wrong with the most confidence, titled "true -> predicted (p)"; `which`
+    names the predictions in the title (plain, or with TTA)."""
     wrong, predicted, confidence = most_confident_mistakes(labels, logits, count)
     rows = max(1, -(-len(wrong) // columns))
     # constrained layout: each row's two-line titles get their own room, never over the images above them
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.9), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(columns * 1.5, rows * 1.9), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax, i in zip(axes.flat, wrong.tolist() + [None] * (rows * columns - len(wrong))):
         if i is None:
             ax.axis("off")
             continue
         title = f"{classes[labels[i]]}\n-> {classes[predicted[i]]} ({confidence[i]:.2f})"
         show_image(ax, images[i], title, color="crimson")
-    fig.suptitle(f"{len(wrong)} most confident mistakes ({(predicted != labels.cpu()).sum().item()} in all)")
+    fig.suptitle(f"The {len(wrong)} most confident mistakes{f' ({which})' if which else ''}, of "
+                 f"{(predicted != labels.cpu()).sum().item():,} in all")
     return fig
 
 
@@ -157,17 +163,19 @@ def confusion_matrix(labels, predicted, num_classes: int = 10):
     return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
-def confusion_figure(labels, logits, classes):
-    """The confusion matrix with counts in each cell and each class's accuracy on the y axis."""
+def confusion_figure(labels, logits, classes, which: str = ""):
+    """The confusion matrix with counts in each cell and each class's accuracy on the y axis; `which` names the
+    predictions in the title (plain, or with TTA)."""
     counts = confusion_matrix(labels, logits.argmax(1), len(classes))
     per_class = 100 * counts.diag() / counts.sum(1)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(6.2, 5.4), layout="constrained")
+    ax = fig.subplots()
     ax.imshow(counts.numpy(), cmap="Blues")
     for (t, p), n in zip(torch.cartesian_prod(torch.arange(len(classes)), torch.arange(len(classes))).tolist(),
                          counts.flatten().tolist()):
-        ax.text(p, t, n, ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black")
+        ax.text(p, t, n, ha="center", va="center", fontsize=8, color="white" if n > counts.max() / 2 else "black")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), [f"{c} ({a:.1f}%)" for c, a in zip(classes, per_class.tolist())])
-    ax.set(xlabel="predicted", ylabel="true (per-class accuracy)", title="confusion matrix, test set")
-    fig.tight_layout()
+    ax.set(xlabel="predicted", ylabel="true (per-class accuracy)",
+           title=f"Confusion matrix, test set{f', {which} predictions' if which else ''}")
     return fig

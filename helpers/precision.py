@@ -1,27 +1,24 @@
-"""Which arithmetic to train in, per device: the one place that knows what each backend can do.
+"""Which arithmetic to train in, decided once before training: `decide_precision(recipe, device)`.
 
 - CUDA: bf16 where the GPU has it natively (compute capability 8.0+: A100, L4, H100), else fp16 with a gradient
   scaler (Colab's T4 has no native bf16, and cuDNN has no bf16 convolutions below 8.0).
-- CPU: it depends on the processor (bf16 matrix units are fast on some, emulated and slower on others), so "auto"
-  measures training steps in each (helpers.training) and remembers the answer per processor here, so that a busy
-  moment of the machine cannot flip it from one run to the next.
+- CPU: from the processor's features, never from a timing, so that the same command gives the same model on the
+  same machine however busy it is. bf16 where the CPU has AMX (bf16 matrix units) or is an AMD with AVX512-BF16
+  (Zen 4, Zen 5), both measured faster in bf16; fp32 elsewhere: an Intel Xeon with AVX512-BF16 but no AMX trains
+  slower in bf16 (benchmarks/RESULTS.md, "Processors met"). Steps of a few images stay fp32 whatever the CPU.
 - MPS: fp32; autocast there raises before torch 2.5, takes bf16 from 2.6 (on macOS 14 and up), and its gradient
   scaler needs 2.8.
 """
-import json
-import os
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
+from dataclasses import replace
 
 import torch
 
-from .device import cuda_bf16_native, mps_bf16_missing
+from .device import SINGLE_THREAD_STEP, cuda_bf16_native, mps_bf16_missing
+from .recipes import ConfigError, Recipe, recipe_from_dict
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-CPU_CANDIDATES = ("fp32", "bf16")  # fp16 runs on CPUs too, but none has fast fp16 matrix units
-BF16_MARGIN = 1.10  # on a CPU bf16 must train this much faster than fp32 to be chosen: fp32 is the more exact
 MPS_MINIMUM_TORCH = {"bf16": (2, 6), "fp16": (2, 8)}  # autocast with bf16; fp16 needs MPS's GradScaler too
-CACHE_VARIABLE = "S7_PRECISION_CACHE"
 
 
 def torch_version(text: str = torch.__version__) -> tuple[int, int]:
@@ -52,45 +49,80 @@ def device_reason(device: torch.device, precision: str) -> str | None:
     return unsupported_reason(device.type, precision, cuda_bf16_native=native)
 
 
-def fixed_choice(device: torch.device) -> str | None:
-    """What "auto" means on a device where no measurement is needed; None on CPUs, where it is measured."""
+def decide_precision(recipe: Recipe, device: torch.device, resume_from: dict = None) -> tuple[Recipe, str]:
+    """(the recipe with the precision to train in, one line saying which rule chose it), for train().
+
+    "auto" follows the device (auto_precision); a resumed run with "auto" goes on in its own precision. Whatever
+    chose it, a precision this device cannot train in is a ConfigError, resumed or not.
+    """
+    if recipe.precision != "auto":
+        precision, line = recipe.precision, f"precision {recipe.precision} (as the recipe sets it)"
+    elif resume_from is not None:
+        precision = recipe_from_dict(resume_from["recipe"]).precision
+        line = f"precision auto: {precision} (the resumed run's own)"
+    else:
+        precision, rule = auto_precision(device, recipe.batch_size)
+        line = f"precision auto: {precision} ({rule})"
+    require_trainable(device, precision, resumed=resume_from is not None)
+    return replace(recipe, precision=precision), line
+
+
+def require_trainable(device: torch.device, precision: str, resumed: bool = False) -> None:
+    """ConfigError unless `precision` is decided ("auto" is not) and this device can train in it."""
+    if precision == "auto":
+        raise ConfigError('the recipe\'s precision is "auto": settle it before training with '
+                          'helpers.precision.decide_precision(recipe, device), or set Recipe.precision')
+    reason = device_reason(device, precision)
+    if reason:
+        raise ConfigError(reason + (" (a resumed run may go on in another precision: --precision)" if resumed else ""))
+
+
+def auto_precision(device: torch.device, batch_size: int) -> tuple[str, str]:
+    """(what "auto" means on this device for steps of batch_size images, the rule that said so)."""
     if device.type == "cuda":
-        return "bf16" if cuda_bf16_native(device) else "fp16"
+        if cuda_bf16_native(device):
+            return "bf16", "this GPU has native bf16 (compute capability 8.0 or above)"
+        return "fp16", "this GPU has no native bf16 (compute capability below 8.0): fp16 with loss scaling"
     if device.type == "cpu":
-        return None
-    return "fp32"
+        return cpu_precision(read_cpuinfo(), batch_size)
+    return "fp32", f"on {device.type}"
 
 
-def fastest(step_rates: dict[str, float]) -> str:
-    """bf16 when it trains at least BF16_MARGIN times as many images per second as fp32, else fp32: a
-    measurement's noise alone must not move a run off the more exact arithmetic."""
-    return "bf16" if step_rates["bf16"] >= BF16_MARGIN * step_rates["fp32"] else "fp32"
+def cpu_precision(cpuinfo: str, batch_size: int) -> tuple[str, str]:
+    """(the CPU's precision for steps of batch_size images, the rule that chose it), from /proc/cpuinfo's text.
+
+    Decided by the recipe's batch, not by the machine's state: a step of SINGLE_THREAD_STEP images or fewer (the
+    tutorial's 4) is dozens of tiny ops on one thread (device.intra_op_threads), not the large matrix products
+    that bf16 units speed up, and stays in fp32, the more exact arithmetic.
+    """
+    if batch_size <= SINGLE_THREAD_STEP:
+        return "fp32", f"a batch of {batch_size} images: steps of at most {SINGLE_THREAD_STEP} stay in fp32"
+    vendor, flags = cpu_features(cpuinfo)
+    if "amx_bf16" in flags:
+        return "bf16", "this CPU has AMX, bf16 matrix units"
+    if vendor == "AuthenticAMD" and "avx512_bf16" in flags:
+        return "bf16", "an AMD CPU with AVX512-BF16 (Zen 4 or later)"
+    if "avx512_bf16" in flags:
+        return "fp32", "AVX512-BF16 without AMX: bf16 measured slower than fp32 on such a CPU"
+    return "fp32", "no bf16 matrix units in this CPU's features"
 
 
-def cache_path() -> Path:
-    """Where measured choices are remembered: $S7_PRECISION_CACHE, else ~/.cache/s7/precision.json."""
-    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "s7" / "precision.json")
+def cpu_features(cpuinfo: str) -> tuple[str, set[str]]:
+    """(vendor_id, the set of flags) of the first processor in a /proc/cpuinfo text; ("", set()) when absent."""
+    fields = {}
+    for line in cpuinfo.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields.get("vendor_id", ""), set(fields.get("flags", "").split())
 
 
-def remembered(key: str) -> dict | None:
-    """The choice measured earlier for this processor and run ({"choice", "rates"}), or None."""
+def read_cpuinfo() -> str:
+    """/proc/cpuinfo's text; empty where there is none (macOS, Windows): no feature known, fp32."""
     try:
-        return json.loads(cache_path().read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def remember(key: str, entry: dict) -> None:
-    """Add a measured choice to the cache (written atomically; a cache that cannot be written is skipped)."""
-    path = cache_path()
-    try:
-        known = json.loads(path.read_text()) if path.exists() else {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**(known if isinstance(known, dict) else {}), key: entry}, indent=1))
-        os.replace(tmp, path)
-    except (OSError, ValueError):
-        pass
+        with open("/proc/cpuinfo") as cpuinfo:
+            return cpuinfo.read()
+    except OSError:
+        return ""
 
 
 def autocast(device: torch.device, precision: str):

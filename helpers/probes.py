@@ -46,3 +46,11 @@ def recorded_outputs(net: nn.Module, names):
     finally:
         for handle in handles:
             handle.remove()
+
+
+def output_size(model: nn.Module, name: str, image_shape) -> tuple:
+    """(height, width) of the output of `model`'s submodule `name` on one zero image of image_shape (C, H, W)."""
+    net = probe_copy(model)
+    with recorded_outputs(net, [name]) as outputs, torch.no_grad():
+        net(torch.zeros(1, *image_shape))
+    return tuple(outputs[name].shape[-2:])

@@ -51,6 +51,8 @@ class Recipe:
             raise ValueError(f"unknown schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
         if not self.epochs > 0:
             raise ValueError(f"epochs must be above 0, not {self.epochs}")
+        if not (isinstance(self.translate, int) and 0 <= self.translate < 32):  # reflect padding of a 32-pixel image
+            raise ValueError(f"translate must be a whole number of pixels from 0 to 31, not {self.translate!r}")
         if self.muon_lr is not None and self.muon_lr <= 0:
             raise ValueError(f"muon_lr must be None (SGD for every weight) or above 0, not {self.muon_lr}")
 
@@ -68,7 +70,8 @@ class Preset:
 # examples" at momentum 0.85 become an lr of about 1.27 per 1000 images (scaled with the batch) and a weight decay of
 # 1.5e-3 here. BatchNorm shifts learn 64x faster, alternating flips show each image both ways, and the test-time
 # augmentation adds one-pixel shifts. Short schedules want more steps: smaller batches than a CPU would like.
-# Muon (airbench94_muon) trains the filter banks, and with it one epoch does what two did with SGD.
+# Muon (airbench94_muon) trains the filter banks: a short schedule then reaches what a longer one did with SGD
+# (benchmarks/RESULTS.md, "Muon for the filter banks").
 AIRBENCH = Recipe(momentum=0.85, weight_decay=1.5e-3, warmup=0.2, alternate_flip=True, bias_lr_scale=64.0,
                   tta="flip-translate")
 PRESETS = {
@@ -112,10 +115,20 @@ def epochs_text(n: float) -> str:
     return f"{n:g} epoch{'s' * (n != 1)}"
 
 
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """The batches in an epoch: train_batches yields every full one and drops the last partial one."""
+    return n_images // batch_size
+
+
 def training_steps(n_images: int, recipe: Recipe) -> int:
-    """The steps a run of `recipe` takes on n_images: every full batch of each epoch, and of a fractional last epoch
-    its share (the schedule spans exactly these)."""
-    return round(recipe.epochs * (n_images // recipe.batch_size))
+    """The steps a run of `recipe` takes on n_images (the schedule spans exactly these): every full batch of each
+    epoch, and of a fractional last epoch its share, rounded, and at least one step, so that each of the
+    epoch_count epochs trains. ConfigError for a batch larger than the data."""
+    per_epoch = steps_per_epoch(n_images, recipe.batch_size)
+    if per_epoch == 0:
+        raise ConfigError(f"batch size {recipe.batch_size} is larger than the {n_images} training images: lower it "
+                          f"or use more data")
+    return max(round(recipe.epochs * per_epoch), (epoch_count(recipe) - 1) * per_epoch + 1)
 
 
 def epoch_count(recipe: Recipe) -> int:

@@ -4,6 +4,7 @@ A folder holds one run: its final model (named by its network: s7airnet.pt, s7ne
 last.pt, the state to resume from, written after every epoch. Nothing a user had is removed before the run that
 replaces it has written its own.
 """
+import os
 import shlex
 import tempfile
 from contextlib import contextmanager
@@ -39,7 +40,6 @@ def writable_folder(out: Path) -> None:
 
 def run_in(out: Path) -> str | None:
     """What run the folder holds, in words (None when it holds none)."""
-    models = [p.name for p in out.glob("*.pt") if p.stem in {name.lower() for name in ARCHITECTURES}]
     last = out / "last.pt"
     if last.exists():
         try:
@@ -48,6 +48,12 @@ def run_in(out: Path) -> str | None:
             return f"a last.pt that cannot be resumed ({error})"
         if saved["epoch"] < epoch_count(recipe_from_dict(saved["recipe"])):
             return f"an unfinished run (epoch {saved['epoch']} of {epochs_text(saved['recipe']['epochs'])})"
+    return finished_run_in(out)
+
+
+def finished_run_in(out: Path) -> str | None:
+    """The finished run the folder holds (its final model or history.json), in words; None when there is none."""
+    models = [p.name for p in out.glob("*.pt") if p.stem in {name.lower() for name in ARCHITECTURES}]
     if models or (out / "history.json").exists():
         return f"a finished run ({', '.join(sorted(models)) or 'history.json'})"
     return None
@@ -55,24 +61,43 @@ def run_in(out: Path) -> str | None:
 
 @contextmanager
 def claimed(out: Path, overwrite: bool = False, resuming: bool = False):
-    """Hold `out` for one training: a writable folder, no other training writing to it, and (unless resuming its
-    own run) no run in it unless `overwrite`. Two trainings started into one folder cannot both write there."""
+    """Hold `out` for one training: a writable folder, no other training writing to it, and no run in it unless
+    `overwrite` (resuming, its own unfinished last.pt excepted: a finished run is replaced only when asked, so a
+    last.pt copied into another run's folder cannot delete that run's model). Two trainings started into one folder
+    cannot both write there."""
     writable_folder(out)
-    with open(out / LOCK, "w") as lock:
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(f"another training is writing to {out} now: wait for it, or choose another "
-                                  f"--out") from None
-        found = None if resuming or overwrite else run_in(out)
+    with held_lock(out):
+        found = None if overwrite else finished_run_in(out) if resuming else run_in(out)
         if found and found.startswith("an unfinished run"):
             raise ConfigError(f"{out} holds {found}: continue it with `{train_command('--resume', out / 'last.pt')}`, "
                               f"choose another --out, or pass --overwrite to start over")
         if found:
-            raise ConfigError(f"{out} holds {found}: choose another --out, or pass --overwrite to replace it (its "
-                              f"files stay until this run writes its own)")
+            instead = "resume a copy of last.pt in another folder" if resuming else "choose another --out"
+            raise ConfigError(f"{out} holds {found}: {instead}, or pass --overwrite to replace it (its files stay "
+                              f"until this run writes its own)")
         yield out
+
+
+@contextmanager
+def held_lock(out: Path):
+    """The folder's lock file, opened without following a link (a .lock linked to a user's file must not touch
+    it) and locked while the caller runs; ConfigError when another training holds it or it is not a plain file."""
+    try:
+        fd = os.open(out / LOCK, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0),
+                     0o644)
+    except OSError as error:
+        raise ConfigError(f"{out / LOCK} is not a plain file that can lock the folder ({error.strerror or error}): "
+                          f"remove it, or choose another --out") from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(f"another training is writing to {out} now: wait for it, or choose another "
+                                  f"--out") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def remove_other_runs(out: Path, architecture: str) -> None:

@@ -2,12 +2,11 @@
 
 `train` reads top to bottom as the whole story of a run: the set-up, then for every batch the learning rate, the
 forward pass, the backward pass and the optimiser steps, then each epoch's record, evaluation and checkpoint. The
-helpers below it each do one thing it calls from one place: the schedule, the epoch's record, what a checkpoint
-keeps to resume, and the choice of precision. The command line is helpers.train; the recipes, helpers.recipes.
+helpers below it each do one thing it calls from one place: the epoch's record and what a checkpoint keeps to
+resume. The recipe comes with its precision decided (helpers.precision.decide_precision), and the learning rates
+are set by helpers.optimizers. The command line is helpers.train; the recipes, helpers.recipes.
 """
-import copy
 import itertools
-import statistics
 import sys
 import time
 from dataclasses import asdict, replace
@@ -19,17 +18,12 @@ from tqdm import tqdm
 
 from .checkpoints import CheckpointError, save_checkpoint
 from .data import CIFAR10, train_batches
-from .device import intra_op_threads, pick_device, processor_name
+from .device import intra_op_threads, pick_device
 from .distributed import all_reduce_sum, distribute, is_main_process, loss_weight, process_share, world_size
 from .evaluation import evaluate
-from .optimizers import build_optimizers, load_optimizer_states, optimizer_states, set_learning_rate
-from .precision import (CPU_CANDIDATES, autocast, device_reason, fastest, fixed_choice, grad_scaler, remember,
-                        remembered, training_arithmetic)
-from .recipes import ConfigError, Recipe, epoch_count, recipe_from_dict, training_steps
-
-PROBE_ROUNDS, PROBE_STEPS = 3, 2  # auto on a CPU: rounds of training steps per precision, interleaved, after one
-#                                   untimed round that selects the kernels and allocates the memory
-MIN_CORE_SHARE = 0.75  # a probe that got less of its threads' time shared the machine: its answer is not remembered
+from .optimizers import build_optimizers, load_optimizer_states, lr_factor, optimizer_states, set_learning_rates
+from .precision import autocast, grad_scaler, require_trainable, training_arithmetic
+from .recipes import ConfigError, Recipe, epoch_count, recipe_from_dict, steps_per_epoch, training_steps
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -49,14 +43,15 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Generator = None, device=None, *,
+def train(model, data: CIFAR10, recipe: Recipe, generator: torch.Generator = None, device=None, *,
           progress: bool = True, evaluate_each_epoch: bool = True, checkpoint_path=None, resume_from: dict = None,
           stop_after_epoch: int = None, config: dict = None) -> list[dict]:
     """Train `model` (a helpers.models.Network) on data.train_*; return the history, one dict per epoch.
 
-    Each entry has epoch, loss, train_acc, test_acc (plain, no TTA; None when not evaluated), lr (the schedule's
-    peak), seconds (the epoch's training time, evaluation excluded), precision (the one "auto" chose, or the
-    recipe's), and step_loss and step_acc, each step's loss and training accuracy: the curves of a one-epoch run.
+    recipe: its precision decided (helpers.precision.decide_precision); "auto" is a ConfigError.
+    Each entry has epoch, loss, train_acc, test_acc (plain, no TTA; None when not evaluated), peak_lr (the
+    schedule's peak, recipe.lr), seconds (the epoch's training time, evaluation excluded), precision, and step_loss
+    and step_acc, each step's loss and training accuracy: the curves of a one-epoch run.
 
     checkpoint_path: where to write the state to resume from at the end of every epoch (see load_resumable),
     with `config` (plain values the caller needs to rebuild the run, such as the seed) stored as given.
@@ -67,31 +62,32 @@ def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Gene
     Under torchrun (see helpers.distributed) each process trains on its own slice of every batch.
     """
     device, generator = device or pick_device(), generator or torch.Generator().manual_seed(0)
-    data, share = data.to(device), batch_share(recipe, len(data.train_images))
+    require_trainable(device, recipe.precision, resumed=resume_from is not None)
+    n_images = len(data.train_images)
+    total_steps, per_epoch = training_steps(n_images, recipe), steps_per_epoch(n_images, recipe.batch_size)
+    data, batch_slice = data.to(device), process_share(recipe.batch_size)
     if resume_from is None:
         model.init_from_data(data.train_images)  # S7AirNet sets its whitening from the data; most networks nothing
     model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every batch has one shape: cuDNN times its kernels once, then reuses
-    report = print if progress and is_main_process() else None
-    recipe = with_precision(recipe, model, device, resume_from, report)
     optimizers, scaler = build_optimizers(model, recipe), grad_scaler(device, recipe.precision)
     done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe, len(data.train_images)) \
         if resume_from else (0, 0, [])
     net = distribute(model, device, recipe.sync_batchnorm, recipe.batch_size)
     net = torch.compile(net) if recipe.compile else net
-    total_steps, weight = training_steps(len(data.train_images), recipe), loss_weight(share, recipe.batch_size)
+    weight = loss_weight(batch_slice, recipe.batch_size)
     # A step of a few images on one thread (device.py); an fp32 run in true fp32, TF32 off (precision.py).
-    with intra_op_threads(device, share.stop - share.start), training_arithmetic(device, recipe.precision):
+    with intra_op_threads(device, batch_slice.stop - batch_slice.start), training_arithmetic(device, recipe.precision):
         for epoch in range(done + 1, min(epoch_count(recipe), stop_after_epoch or epoch_count(recipe)) + 1):
             net.train()
             start, losses, correct = time.perf_counter(), [], []
             batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator,
-                                    recipe.translate, recipe.flip, recipe.channels_last, share,
+                                    recipe.translate, recipe.flip, recipe.channels_last, batch_slice,
                                     alternate_flip_epoch=epoch if recipe.alternate_flip else None)
-            steps = min(len(data.train_images) // recipe.batch_size, total_steps - step)  # a fractional epoch: fewer
+            steps = min(per_epoch, total_steps - step)  # a fractional last epoch: fewer
             for x, y in progress_bar(itertools.islice(batches, steps), steps, epoch, progress):
-                set_learning_rate(optimizers, learning_rate(step, total_steps, recipe))
+                set_learning_rates(optimizers, lr_factor(step, total_steps, recipe))
                 with autocast(device, recipe.precision):
                     logits = net(x)
                     loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) * weight
@@ -109,30 +105,10 @@ def train(model, data: CIFAR10, recipe: Recipe = Recipe(), generator: torch.Gene
                 history[-1]["test_acc"] = evaluate(model, data.test_images, data.test_labels)
             if checkpoint_path is not None and is_main_process():
                 save_checkpoint(model, checkpoint_path, **resumable_state(optimizers, scaler, generator, recipe,
-                                                                          history, step, len(data.train_images),
-                                                                          config))
+                                                                          history, step, n_images, config))
             if progress and is_main_process():
                 print(format_epoch(history[-1]), flush=True)
     return history
-
-
-def batch_share(recipe: Recipe, n_images: int) -> slice:
-    """This process's slice of every batch; ConfigError for a batch larger than the data or the processes'."""
-    if n_images < recipe.batch_size:
-        raise ConfigError(f"batch size {recipe.batch_size} is larger than the {n_images} training images: lower it "
-                          f"or use more data")
-    return process_share(recipe.batch_size)
-
-
-def learning_rate(step: int, total_steps: int, recipe: Recipe) -> float:
-    """Triangular: a linear warm-up to recipe.lr over the first `warmup` fraction of steps, then a linear decay to
-    zero. Constant: recipe.lr throughout, as the PyTorch tutorial trains."""
-    if recipe.schedule == "constant":
-        return recipe.lr
-    peak = max(1, round(recipe.warmup * total_steps))
-    if step < peak:
-        return recipe.lr * (step + 1) / peak
-    return recipe.lr * max(0.0, (total_steps - step) / max(1, total_steps - peak))
 
 
 def progress_bar(batches, steps: int, epoch: int, progress: bool):
@@ -154,14 +130,14 @@ def epoch_record(epoch: int, losses, correct, start: float, step: int, total_ste
         raise NonFiniteLossError(first_bad, total_steps, epoch, checkpoint_path)
     step_acc = [100 * n / recipe.batch_size for n in right]
     return {"epoch": epoch, "loss": losses.mean().item(), "train_acc": sum(step_acc) / len(step_acc),
-            "test_acc": None, "lr": recipe.lr, "seconds": seconds, "precision": recipe.precision,
+            "test_acc": None, "peak_lr": recipe.lr, "seconds": seconds, "precision": recipe.precision,
             "step_loss": losses.tolist(), "step_acc": step_acc}
 
 
 def format_epoch(entry: dict) -> str:
     test = "-" if entry["test_acc"] is None else f"{entry['test_acc']:.2f}%"
     return (f"epoch {entry['epoch']:2d}  loss {entry['loss']:.3f}  train {entry['train_acc']:.2f}%  "
-            f"test {test}  peak lr {entry['lr']:g}  {entry['seconds']:.1f} s")
+            f"test {test}  peak lr {entry['peak_lr']:g}  {entry['seconds']:.1f} s")
 
 
 def resumable_state(optimizers, scaler, generator, recipe: Recipe, history, step: int, train_images: int,
@@ -193,80 +169,3 @@ def restore(checkpoint: dict, model, optimizers, scaler, generator, recipe: Reci
         first_line = (str(error).splitlines() or [type(error).__name__])[0]
         raise CheckpointError(f"the checkpoint's saved state does not fit this run: {first_line}") from None
     return checkpoint["epoch"], checkpoint["step"], list(checkpoint["history"])
-
-
-def with_precision(recipe: Recipe, model, device, resume_from=None, report=None) -> Recipe:
-    """The recipe with "auto" replaced by the precision to train in; ConfigError for one the device lacks.
-
-    A resumed run keeps the precision it began with, unless the recipe names another (a run moved to another
-    GPU). On a GPU "auto" follows its capability; on a CPU it is measured once per processor and network
-    (measured_precision) and remembered, so that the same command gives the same model on the same machine.
-    """
-    if recipe.precision == "auto" and resume_from is not None:
-        return replace(recipe, precision=recipe_from_dict(resume_from["recipe"]).precision)
-    if recipe.precision != "auto":
-        reason = device_reason(device, recipe.precision)
-        if reason:
-            raise ConfigError(reason + (" (a resumed run may go on in another precision: --precision)"
-                                        if resume_from is not None else ""))
-        return recipe
-    choice = fixed_choice(device)
-    if choice is None:
-        choice, message = measured_precision(model, recipe, device)
-    else:
-        message = f"on {device.type}"
-    if report:
-        report(f"precision auto: {choice} ({message})")
-    return replace(recipe, precision=choice)
-
-
-def measured_precision(model, recipe: Recipe, device) -> tuple[str, str]:
-    """(the precision, a line saying how it was chosen) for a CPU: remembered for this processor, torch, network
-    and batch, or measured and remembered now. Under torchrun every process measures and the rates are summed,
-    so that all make the same choice."""
-    batch = recipe.batch_size // world_size()
-    key = (f"{processor_name(device)} | torch {torch.__version__} | {type(model).__name__} {model.model_kwargs} | "
-           f"batch {batch} | {'channels-last' if recipe.channels_last else 'NCHW'}")
-    pin = "; pin it with --precision (Recipe.precision) where results must not depend on the machine"
-    known = remembered(key) if world_size() == 1 else None
-    if known and known.get("choice") in CPU_CANDIDATES:
-        return known["choice"], f"measured on this processor before: {rates_text(known['rates'])}{pin}"
-    rates, share = step_rates(model, recipe, device)
-    rates = {p: all_reduce_sum(torch.tensor(rate)).item() for p, rate in rates.items()}
-    choice, busy = fastest(rates), share < MIN_CORE_SHARE
-    if is_main_process() and not busy:
-        remember(key, {"choice": choice, "rates": rates})
-    kept = (f"; the machine was busy (the probe had {share:.0%} of its threads' time), so this is measured again "
-            f"next run" if busy else "")
-    return choice, (f"{rates_text(rates)}: medians of {PROBE_ROUNDS} interleaved rounds of {PROBE_STEPS} steps at "
-                    f"batch {batch}; bf16 only when clearly faster{kept}{pin}")
-
-
-def rates_text(rates: dict) -> str:
-    return ", ".join(f"{p} {rate:,.0f} img/s" for p, rate in rates.items())
-
-
-def step_rates(model, recipe: Recipe, device) -> tuple[dict[str, float], float]:
-    """(training images per second of each CPU candidate precision, the share of its threads' time the probe got).
-
-    train() itself on copies of the model and on made-up images, in interleaved rounds (fp32, bf16, fp32, bf16,
-    ...) so that a busy moment of the machine slows both alike, medians over the rounds. A share well under 1 means
-    another process took the cores meanwhile: a sustained load slows the two unequally, and such a measurement is
-    not to be remembered. The run's model and random state stay untouched."""
-    make = torch.Generator().manual_seed(0)
-    n = recipe.batch_size * PROBE_STEPS
-    made_up = CIFAR10(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=make),
-                      torch.randint(0, 10, (n,), generator=make), torch.zeros(1, 3, 32, 32, dtype=torch.uint8),
-                      torch.zeros(1, dtype=torch.int64))
-    rates = {p: [] for p in CPU_CANDIDATES}
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        for round_ in range(PROBE_ROUNDS + 1):
-            for precision in CPU_CANDIDATES:
-                probe = replace(recipe, precision=precision, epochs=1, lr=1e-3)
-                seconds = train(copy.deepcopy(model), made_up, probe, torch.Generator().manual_seed(0), device,
-                                progress=False, evaluate_each_epoch=False)[0]["seconds"]
-                if round_:
-                    rates[precision].append(n / seconds)
-    share = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start) / torch.get_num_threads()
-    return {p: statistics.median(r) for p, r in rates.items()}, share

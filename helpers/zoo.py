@@ -176,16 +176,16 @@ def checkerboard_figure(seed: int = 0) -> Figure:
     input shows at its true level within the row's range instead of an autoscaled, meaningless black.
     """
     demos = [checkerboard_demo(image, seed) for image in (torch.ones(16, 16), smooth_bump(16))]
-    fig = Figure(figsize=(3 * len(demos[0]) + 1, 3.3 * len(demos) + 0.4), layout="constrained")
+    fig = Figure(figsize=(2.2 * len(demos[0]) + 1, 2.5 * len(demos) + 0.4), layout="constrained")
     for axes, results, label in zip(fig.subplots(len(demos), len(demos[0])), demos, ("constant", "smooth bump")):
         vmin, vmax = shared_range([picture for picture, _ in results.values()])
         for ax, (name, (picture, score)) in zip(axes, results.items()):
             image = ax.imshow(picture.numpy(), cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-            ax.set_title(f"{name} {picture.shape[0]}x{picture.shape[1]}\ncheckerboard {score:.3f}")
+            ax.set_title(f"{name} {picture.shape[0]}x{picture.shape[1]}\ncheckerboard {score:.3f}", fontsize=9)
             ax.set_xticks([])  # an image: no ticks, but a frame, so a white (maximal) picture still shows
             ax.set_yticks([])
         fig.colorbar(image, ax=list(axes), shrink=0.8, label=f"value, {label} row")
-    fig.suptitle("x2 upsamplers: constant image (top), smooth bump (bottom); one grey scale per row")
+    fig.suptitle("x2 upsamplers: constant image (top), smooth bump (bottom); one grey scale per row", fontsize=10)
     return fig
 
 

@@ -1,7 +1,10 @@
 """The command line found by trying to break it: its folder checked before any training, no run lost or silently
 replaced, Ctrl-C answered with the command that resumes, and inconsistent checkpoints as one error line."""
+import errno
 import json
+import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import runs
+from helpers import models, runs
 from helpers import train as cli_module
 from helpers.checkpoints import CheckpointError, load_model, load_resumable, save_checkpoint
 from helpers.train import main
@@ -102,7 +105,7 @@ def broken(tmp_path, **changes) -> Path:
     model = S7Net((8, 16, 32, 48))
     checkpoint = {"architecture": "S7Net", "model_kwargs": model.model_kwargs,
                   "state_dict": model.state_dict(), "recipe": {**asdict(cli_module.resolve("fast").recipe)},
-                  "optimizer": {}, "epoch": 1, "step": 4, "history": [{"epoch": 1}], "torch_rng": torch.get_rng_state(),
+                  "optimizer": {}, "epoch": 1, "step": 2, "history": [{"epoch": 1}], "torch_rng": torch.get_rng_state(),
                   "generator": torch.Generator().get_state(), "train_images": 256, "config": {"seed": 0}}
     for key, value in changes.items():
         checkpoint[key] = value(checkpoint[key]) if callable(value) else value
@@ -267,3 +270,153 @@ def test_a_bad_distributed_timeout_is_one_error_line(monkeypatch, capsys):
     for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")):
         monkeypatch.setenv(name, value)
     assert "S7_DIST_TIMEOUT must be a positive number of seconds, not 'abc'" in exits_with(["--quick"], capsys)
+
+
+# --- found by trying to break it, fourth round ----------------------------------------------------------------
+
+def test_resume_into_another_networks_finished_run_keeps_it_unless_overwrite_is_given(small, tmp_path, capsys):
+    theirs, mine = tmp_path / "theirs", tmp_path / "mine"
+    main(["--preset", "s7net", "--epochs", "1", *TINY, "--out", str(theirs)])
+    main(["--epochs", "2", *TINY, "--out", str(mine), "--stop-after-epoch", "1"])
+    shutil.copy(mine / "last.pt", theirs / "last.pt")
+    model, history = (theirs / "s7net.pt").read_bytes(), (theirs / "history.json").read_bytes()
+    err = exits_with(["--resume", str(theirs / "last.pt")], capsys)
+    assert "holds a finished run (s7net.pt)" in err and "pass --overwrite to replace it" in err
+    assert (theirs / "s7net.pt").read_bytes() == model and (theirs / "history.json").read_bytes() == history
+    main(["--resume", str(theirs / "last.pt"), "--overwrite"])  # asked: replaced whole
+    assert sorted(p.name for p in theirs.iterdir() if not p.name.startswith(".")) == \
+        ["history.json", "last.pt", "s7airnet.pt"]
+
+
+def test_a_lock_file_that_is_a_link_leaves_its_target_untouched_and_a_folder_there_is_one_line(small, tmp_path,
+                                                                                              capsys):
+    precious, out = tmp_path / "precious.txt", tmp_path / "run"
+    precious.write_text("keep me")
+    out.mkdir()
+    (out / runs.LOCK).symlink_to(precious)
+    err = exits_with(["--epochs", "1", *TINY, "--out", str(out)], capsys)
+    assert f"{out / runs.LOCK} is not a plain file that can lock the folder" in err
+    assert precious.read_text() == "keep me" and not (out / "last.pt").exists()
+    (out / runs.LOCK).unlink()
+    (out / runs.LOCK).mkdir()
+    assert "is not a plain file that can lock the folder (Is a directory)" in \
+        exits_with(["--epochs", "1", *TINY, "--out", str(out)], capsys)
+
+
+def half_written(failure):
+    """A torch.save that writes part of the file, then fails as a full disk or an interruption makes it fail."""
+    def save(obj, path):
+        Path(path).write_bytes(b"x" * 1000)
+        raise failure
+
+    return save
+
+
+@pytest.mark.parametrize("failure, status, message", [
+    (OSError(errno.ENOSPC, "No space left on device"), 2, "(No space left on device); the last.pt written before is "
+                                                          "kept"),
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), 2,
+     "(the write stopped short with"),
+    (KeyboardInterrupt(), 130, "interrupted: epoch 1 is saved in"),
+])
+def test_a_checkpoint_write_that_fails_leaves_no_temporary_file_and_one_line(small, tmp_path, capsys, monkeypatch,
+                                                                           failure, status, message):
+    main(["--epochs", "2", *TINY, "--out", str(tmp_path), "--stop-after-epoch", "1"])
+    before = (tmp_path / "last.pt").read_bytes()
+    monkeypatch.setattr(torch, "save", half_written(failure))
+    err = exits_with(["--resume", str(tmp_path / "last.pt")], capsys, status=status)
+    assert message in err
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["last.pt"]
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_sigterm_is_answered_as_ctrl_c_is(small, tmp_path, capsys, monkeypatch):
+    """What `timeout`, `kill` and batch schedulers send. The test's own handler fails it if the command has none."""
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs meanwhile
+
+    def unhandled(signum, frame):
+        pytest.fail("the command left SIGTERM to the default handler, which ends it without a word")
+
+    monkeypatch.setattr(cli_module, "train", terminated)
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        err = exits_with(["--epochs", "1", *TINY, "--out", str(tmp_path)], capsys, status=130)
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # restored after the command
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "interrupted: stopped before the first epoch ended; nothing was saved" in err
+
+
+@pytest.mark.parametrize("name, message", [
+    ("cuda", "'cuda': torch sees no CUDA GPU here"),
+    ("cuda:7", "'cuda:7': torch sees no CUDA GPU here"),
+    ("mps", "'mps': Apple's MPS is not available here"),
+    ("xla", "'xla': training runs on cpu, cuda or mps, not xla"),
+    ("meta", "'meta': training runs on cpu, cuda or mps, not meta"),
+    ("garbage", "'garbage' is not a device: cpu, cuda, cuda:N or mps"),
+    ("cuda:-1", "'cuda:-1' is not a device: cpu, cuda, cuda:N or mps"),
+])
+def test_a_device_this_machine_lacks_is_one_error_line_before_the_data_loads(tmp_path, capsys, monkeypatch, name,
+                                                                             message):
+    if name.startswith("cuda") and torch.cuda.is_available() or name == "mps" and torch.backends.mps.is_available():
+        pytest.skip(f"this machine has {name}")
+    monkeypatch.setattr(cli_module, "load_cifar10", lambda root: pytest.fail("loaded the data first"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--device", name, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == f"python -m helpers.train: error: argument --device: {message}"
+    assert not tmp_path.joinpath("last.pt").exists()
+
+
+def test_widths_too_many_to_build_are_one_line_with_the_parameters_they_would_have(small, tmp_path, capsys):
+    err = exits_with(["--widths", "1000000", "64", "64", "64", "--out", str(tmp_path)], capsys)
+    assert "S7AirNet with {'widths': [1000000, 64, 64, 64]} would have 9,000,796,047,672 parameters (36,003 GB as " \
+           "fp32): more than 100,000,000 are not built here" in err
+
+
+def test_a_data_root_that_is_a_symlink_loop_is_one_line(tmp_path, capsys):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    err = exits_with(["--data", str(tmp_path / "a"), *TINY, "--out", str(tmp_path / "out")], capsys)
+    assert f"the data root {tmp_path / 'a'} cannot be followed" in err
+
+
+@pytest.mark.parametrize("part, value, message", [
+    ("step", -5, "step -5 after epoch 1 of 256 images at batch 64"),
+    ("step", 5, "step 5 after epoch 1 of 256 images at batch 64"),
+    ("config", {"seed": "0"}, "its config holds seed '0'"),
+    ("config", {"seed": 1.5, "quick": 1}, "its config holds seed 1.5, quick 1"),
+])
+def test_a_last_pt_whose_step_or_config_was_edited_is_refused_before_training(small, tmp_path, capsys, part, value,
+                                                                              message):
+    main(["--epochs", "2", *TINY, "--out", str(tmp_path), "--stop-after-epoch", "1"])
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    torch.save({**checkpoint, part: value}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="is not a run this version can resume"):
+        load_resumable(tmp_path / "last.pt")
+    assert message in exits_with(["--resume", str(tmp_path / "last.pt")], capsys)
+
+
+def test_the_final_model_says_how_many_test_images_its_accuracy_counts(small, tmp_path):
+    main(["--quick", "--epochs", "1", *TINY, "--out", str(tmp_path)])
+    saved = torch.load(tmp_path / "s7airnet.pt", weights_only=True)
+    assert saved["test_images"] == len(small.test_images) == 100  # the first 100: what verify_checkpoints uses
+
+
+def test_a_distributed_timeout_too_large_for_the_clock_is_one_error_line(monkeypatch, capsys):
+    monkeypatch.setenv("S7_DIST_TIMEOUT", "99999999999999999999")
+    for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    assert "S7_DIST_TIMEOUT must be a positive number of seconds, not '99999999999999999999' (at most 31,536,000, " \
+           "a year)" in exits_with(["--quick"], capsys)
+
+
+@pytest.mark.parametrize("preset", ["fast", "full", "s7net", "tutorial"])
+def test_the_parameters_counted_before_building_are_those_the_built_network_has(preset):
+    run = cli_module.resolve(preset)
+    network = models.ARCHITECTURES[run.architecture]
+    assert models.planned_parameters(network, run.model_kwargs) == \
+        models.count_parameters(models.build_model(run.architecture, **run.model_kwargs))

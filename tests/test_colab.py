@@ -22,7 +22,8 @@ CLONE_DIR = "s7"  # the notebook's CLONE_DIR
 # Appended to the executed copy only: where the kernel ended up and which `helpers` it imported.
 WHERE = "import os, helpers\nprint(os.getcwd())\nprint(helpers.__file__)"
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed: the Colab path clones")
+pytestmark = [pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed: the Colab path clones"),
+              pytest.mark.slow]  # each test runs the notebook, or clones the repository
 
 
 def colab_env(**extra) -> dict:

@@ -16,8 +16,8 @@ import torch
 from helpers import data as data_module
 from helpers import download as download_module
 from helpers.download import DownloadError
-from helpers.data import (BINARY_FOLDER, CLASSES, PYTHON_FOLDER, DatasetError, augment, download_cifar10,
-                          load_cifar10, train_batches)
+from helpers.data import (BINARY_FOLDER, CLASSES, PYTHON_FOLDER, DatasetError, apply_augmentation, download_cifar10,
+                          draw_augmentation, load_cifar10, train_batches)
 from tests.conftest import write_binary_layout, write_python_layout
 
 
@@ -288,6 +288,11 @@ def test_real_data_is_the_official_cifar10(real_data_root):
 
 def _images(n=64, seed=0):
     return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def augment(images, generator, translate, flip):
+    """One batch augmented as train_batches does it: the draws, then their application."""
+    return apply_augmentation(images, translate, *draw_augmentation(len(images), generator, translate, flip))
 
 
 def test_flip_mirrors_about_half_the_images_and_nothing_else():

@@ -1,39 +1,56 @@
-"""The run-time table the notebook's settings cell prints, read from benchmark outputs as the benchmark wrote them."""
+"""The time table the notebook's settings cell prints, read from benchmark outputs as the benchmark wrote them: a
+time belongs to the machine that measured it, and no machine's time is converted to another's."""
 import json
+import re
 
-from helpers.measured import benchmark_runs, run_time_table
+from helpers.measured import RESULTS, benchmark_runs, here_note, time_rows
+
+ZEN5 = "AMD EPYC (family 26, model 2)"
 
 
-def test_the_table_quotes_the_median_time_per_processor_every_precision_used_and_the_mean_accuracy(tmp_path):
-    full = [{"preset": "full", "seed": 0, "device": "cpu", "processor": "Xeon", "precision": "fp32", "epochs": 12,
-             "train_seconds": 1800, "test_acc": 93.0},
-            {"preset": "full", "seed": 1, "device": "cpu", "processor": "Xeon", "precision": "bf16", "epochs": 12,
-             "train_seconds": 2400, "test_acc": 92.8}]
-    fast = {"preset": "fast", "seed": 0, "device": "cuda:0", "processor": "H200", "precision": "bf16", "epochs": 1,
-            "train_seconds": 6, "test_acc": 81.0}
-    zen5 = {**full[0], "seed": 0, "processor": "AMD EPYC (family 26, model 2)", "precision": "bf16",
-            "train_seconds": 600, "test_acc": 92.7}
-    (tmp_path / "full-zen5.jsonl").write_text(json.dumps(zen5))  # another processor: its own figure
+def record(preset, seed, processor, seconds, plain, tta, device="cpu", precision="bf16", epochs=12):
+    return {"preset": preset, "seed": seed, "device": device, "processor": processor, "precision": precision,
+            "epochs": epochs, "train_seconds": seconds, "test_acc": tta, "test_acc_plain": plain}
+
+
+def test_runs_are_read_from_the_results_folder_only_not_its_subfolders(tmp_path):
+    full = [record("full", 0, "Xeon", 1800, 91.0, 93.0), record("full", 1, "Xeon", 2400, 91.5, 92.8)]
     (tmp_path / "full.jsonl").write_text("\n".join(map(json.dumps, full + [{"summary": "full", "seeds": [0, 1]}])))
-    (tmp_path / "fast.jsonl").write_text(json.dumps(fast))
     (tmp_path / "older").mkdir()  # runs kept for the record in subfolders are not the presets' own
-    (tmp_path / "older" / "full.jsonl").write_text(json.dumps({**full[0], "train_seconds": 60}))
-
-    records = benchmark_runs(tmp_path)
-    assert sorted((r["preset"], r["seed"]) for r in records) == [("fast", 0), ("full", 0), ("full", 0), ("full", 1)]
-    assert run_time_table(["fast", "full", "s7net"], records).splitlines() == [
-        "    fast: CPU: not measured; CUDA: 6.0 s for 1 epoch (H200, bf16; median of 1 run, mean test accuracy "
-        "81.00%)",
-        "    full: CPU: 10.0 min for 12 epochs (AMD EPYC (family 26, model 2), bf16; median of 1 run, mean test "
-        "accuracy 92.70%), 35.0 min for 12 epochs (Xeon, fp32 and bf16; median of 2 runs, mean test accuracy 92.90%); "
-        "CUDA: not measured",
-        "   s7net: CPU: not measured; CUDA: not measured"]
+    (tmp_path / "older" / "full.jsonl").write_text(json.dumps(record("full", 0, "Xeon", 60, 1.0, 1.0)))
+    assert [(r["preset"], r["seed"]) for r in benchmark_runs(tmp_path)] == [("full", 0), ("full", 1)]
+    assert {r["preset"] for r in benchmark_runs(RESULTS)} >= {"tutorial", "s7net", "fast", "full"}
 
 
-def test_the_time_to_expect_here_comes_from_the_runs_compute_and_this_machines_peak():
-    runs = [{"preset": "fast", "seed": s, "device": "cpu", "processor": "Zen 5", "precision": "bf16", "epochs": 1,
-             "train_seconds": 20, "test_acc": 81.0, "peak_tflop_s": tflop_eq}
-            for s, tflop_eq in enumerate((16, 18, 30))]
-    # the median compute, 18 TFLOP-eq, on a machine of 300 GFLOP/s: 60 s
-    assert run_time_table(["fast"], runs, peak=300.0).endswith("; here: about 60.0 s")
-    assert "here" not in run_time_table(["fast"], runs)
+def test_one_row_per_preset_and_machine_with_plain_and_tta_accuracy_labelled():
+    runs = [record("full", 0, "Xeon", 1800, 91.0, 93.0, precision="fp32"), record("full", 1, "Xeon", 2400, 91.5, 92.8),
+            record("full", 0, ZEN5, 600, 92.0, 93.2),
+            record("tutorial", 0, "NVIDIA H100", 30, 55.0, 55.0, device="cuda:0", precision="fp32", epochs=2)]
+    rows = time_rows(["tutorial", "s7net", "full"], runs, {"tutorial": "trained", "full": "loaded"})
+    assert [(r["preset"], r["measured on"]) for r in rows] == [
+        ("tutorial", "GPU: NVIDIA H100"), ("s7net", "not measured"), ("full", "CPU: Xeon"), ("full", f"CPU: {ZEN5}")]
+    tutorial, s7net, xeon, zen5 = rows
+    assert tutorial["TTA acc"] == "-" and tutorial["plain acc"] == "55.00%"  # the tutorial's recipe has no TTA
+    assert s7net["in notebook"] == "not run" and s7net["median time"] == "-" and s7net["runs"] == 0
+    assert xeon == {"preset": "full", "in notebook": "loaded", "measured on": "CPU: Xeon", "precision": "fp32 and bf16",
+                    "runs": 2, "epochs": "12 epochs", "median time": "35.0 min", "plain acc": "91.25%",
+                    "TTA acc": "92.90%"}
+    assert zen5["median time"] == "10.0 min" and zen5["plain acc"] == "92.00%"
+
+
+def test_a_record_without_a_plain_accuracy_shows_none_rather_than_the_tta_one():
+    run = record("fast", 0, "Xeon", 40, None, 82.0, epochs=1.2)
+    del run["test_acc_plain"]
+    (row,) = time_rows(["fast"], [run], {})
+    assert row["plain acc"] == "-" and row["TTA acc"] == "82.00%"
+
+
+def test_this_machine_is_told_its_own_records_or_that_none_exist_never_a_conversion():
+    runs = [record("fast", 0, ZEN5, 20, 81.0, 82.0), record("s7net", 0, ZEN5, 140, 82.0, 83.0)]
+    assert here_note(runs, "cpu", ZEN5).startswith(f"this machine (CPU: {ZEN5}) has records of fast, s7net")
+    other = here_note(runs, "cpu", "Intel Xeon", width=200)
+    assert "no record on this processor, so no time to expect here" in other
+    assert not re.search(r"\d+(\.\d+)? (s|min)\b", other)  # no time quoted for a machine that never ran it
+    gpu = here_note(runs, "cuda", "NVIDIA H100 80GB HBM3", width=200)
+    assert "no record on a GPU of this kind" in gpu and "kernel launches" in gpu
+    assert all(len(line) <= 110 for line in here_note(runs, "cuda", "NVIDIA H100 80GB HBM3").splitlines())

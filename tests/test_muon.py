@@ -50,7 +50,7 @@ def test_muon_takes_the_banks_that_mix_channels_and_sgd_everything_else():
     assert banks == ["c1.2.weight", "c2.2.weight", "c2.5.weight", "c3.2.weight", "c3.5.pointwise.weight",
                      "c4.2.pointwise.weight"]
     assert [id(p) for p in muon.param_groups[0]["params"]] == [id(dict(model.named_parameters())[n]) for n in banks]
-    assert muon.param_groups[0]["lr_scale"] * recipe.lr == pytest.approx(0.1)  # the schedule times muon_lr
+    assert muon.param_groups[0]["initial_lr"] == 0.1  # the schedule's factor times muon_lr
     trained_by_sgd = {id(p) for group in sgd.param_groups for p in group["params"]}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trained_by_sgd == trainable - {id(p) for p in muon.param_groups[0]["params"]}

@@ -186,3 +186,40 @@ def test_the_module_runs_and_exits_with_status_2_on_a_bad_file(weights, cifar_pn
                              "--weights", str(weights)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert LINE.match(result.stdout.splitlines()[-1]) and result.stderr.count("\n") == 1
+
+
+# --- found by trying to break it, fourth round ----------------------------------------------------------------
+
+def edited(weights, tmp_path, **changes) -> str:
+    """The checkpoint with some of its parts changed, as someone editing it by hand would."""
+    checkpoint = torch.load(weights, weights_only=True)
+    for key, change in changes.items():
+        checkpoint[key] = change(checkpoint[key]) if callable(change) else change
+    torch.save(checkpoint, tmp_path / "edited.pt")
+    return str(tmp_path / "edited.pt")
+
+
+def nan_in_the_head(state):
+    head = state["output.2.weight"].clone()
+    head[0, 0] = float("nan")
+    return {**state, "output.2.weight": head}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"state_dict": nan_in_the_head}, "its weights hold NaN or infinity (output.2.weight): not a model to use"),
+    ({"test_acc": "high"}, "carries values of the wrong kind: test_acc 'high'"),
+    ({"model_kwargs": {"widths": [1000000, 64, 64, 64], "num_classes": 10, "dilation": 2}},
+     "S7Net with {'widths': [1000000, 64, 64, 64], 'num_classes': 10, 'dilation': 2} would have 605,121,354 "
+     "parameters"),
+    ({"model_kwargs": {"widths": [1e6, 16, 32, 48], "num_classes": 10, "dilation": 2}},
+     "widths must be four positive whole numbers, not [1000000.0, 16, 32, 48]"),
+    ({"model_kwargs": {"widths": [8, 16, 32, 48], "num_classes": 10, "dilation": 0}},
+     "dilation must be a positive whole number, not 0"),
+    ({"model_kwargs": {"widths": [8, 16, 32, 64], "num_classes": 10, "dilation": 2}},
+     "size mismatch for c4.0.0.weight: copying a param with shape torch.Size([48, 32, 3, 3]) from checkpoint"),
+])
+def test_weights_that_cannot_predict_are_one_line_saying_why(weights, cifar_pngs, tmp_path, capsys, changes, message):
+    assert main([str(cifar_pngs[0]), "--weights", edited(weights, tmp_path, **changes)]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("python -m helpers.predict: error: ") and message in err
+    assert out == ""  # no prediction printed from such weights

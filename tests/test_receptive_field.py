@@ -1,4 +1,5 @@
-"""Receptive-field tables against hand-computed values, and the formulas against the gradient ground truth."""
+"""Receptive-field tables against hand-computed values, and the formulas against the gradient ground truth, which
+empirical_rf measures on an input it grows until the gradient stays off the border."""
 import pytest
 import torch
 from torch import nn
@@ -43,7 +44,7 @@ def test_table_matches_hand_computed_values(chain):
 @pytest.mark.parametrize("chain", CHAINS)
 def test_analytic_equals_empirical(chain):
     model = CHAINS[chain][0]()
-    assert empirical_rf(model, (2, 64, 64)) == final_rf(rf_table(model, (2, 64, 64))) == CHAINS[chain][1][-1][2]
+    assert empirical_rf(model, (2, 32, 32)) == final_rf(rf_table(model, (2, 32, 32))) == CHAINS[chain][1][-1][2]
 
 
 def test_row_geometry_of_dilated_and_same_padding_convs():
@@ -63,29 +64,36 @@ S7_ROWS = [  # (name, kind, j_out, r_out) by hand, as in the S7Net docstring
 ]
 
 
-def test_s7net_receptive_field_is_74_analytic_and_empirical():
+def test_s7net_receptive_field_is_74_analytic():
     model = S7Net()
     rows = rf_table(model)
     assert [(row["name"], row["kind"], row["j_out"], row["r_out"]) for row in rows] == S7_ROWS
-    assert rows[-1]["kernel"] == rows[-1]["n_in"] == 4 and rows[-1]["global_pool"]
-    assert final_rf(rows) == 74 > 44
-    assert empirical_rf(model, (3, 128, 128)) == 74
+    assert rows[-1]["kernel"] == rows[-1]["n_in"] == 4 and rows[-1]["global_pool"] and rows[-1]["output_stage"]
+    assert rows[-1]["r_in"] == final_rf(rows) == 74 > 44
 
 
-def test_empirical_rf_is_clipped_by_the_image_border():
+@pytest.mark.slow
+def test_empirical_rf_with_its_default_arguments_measures_74_on_s7net():
+    """The 32x32 image would clip the field: empirical_rf grows the input (to 96x96) until the gradient of the
+    centre unit stays off the border."""
+    assert empirical_rf(S7Net()) == 74
+
+
+def test_empirical_rf_is_not_clipped_by_a_small_image():
     model = CHAINS["max-pools"][0]()  # RF 18
-    assert empirical_rf(model, (2, 12, 12)) == 12
-    assert empirical_rf(model, (2, 20, 20)) == 18
+    assert empirical_rf(model, (2, 12, 12)) == empirical_rf(model, (2, 20, 20)) == 18
 
 
-def test_format_ends_with_the_final_receptive_field():
+def test_format_ends_with_the_final_receptive_field_and_the_output_stage():
     text = format_rf_table(rf_table(S7Net())).splitlines()
-    assert len(text) == 1 + len(S7_ROWS) + 1
+    assert len(text) == 1 + len(S7_ROWS) + 2
     assert text[0].split()[:2] == ["layer", "kind"]
     assert text[7].split() == ["c3.0.0", "dilated", "conv", "3", "1", "2", "2", "8", "->", "8", "4", "->", "4",
                                "14", "->", "30"]
-    assert text[-1] == "final receptive field: 74 px (at c4.1.0, the last layer before global pooling)"
-    assert text[-2].split()[-4:] == ["74", "->", "whole", "map"]  # global pooling: no field of its own to add
+    assert text[-2] == ("final receptive field: 74 px (one unit of the 4x4 map from c4.1.0, which output.0 "
+                        "averages; the GAP window is not added)")
+    assert text[-3].split()[-4:] == ["74", "->", "whole", "map"]  # global pooling: no field of its own to add
+    assert text[-1] == "output stage: output.0, then Flatten, Linear (no spatial field there to grow)"
 
 
 def test_tracing_leaves_the_model_untouched():
@@ -116,19 +124,46 @@ class ResidualNet(nn.Module):
 def test_residual_block_with_identity_shortcut():
     model = ResidualNet(downsample=False)
     rows = rf_table(model, (2, 32, 32))
-    assert [row["r_out"] for row in rows] == [3, 5, 7, 38]  # GAP: 7 + (32 - 1)
-    assert final_rf(rows) == empirical_rf(model, (2, 64, 64)) == 7
+    assert [(row["name"], row["r_out"]) for row in rows] == [("stem", 3), ("main.0", 5), ("main.2", 7), ("add", 7),
+                                                             ("head.0", 7 + 31)]
+    assert rows[3]["branches"] == (("main.2", 7), ("stem", 3))  # the shortcut carries the stem's field
+    assert final_rf(rows) == empirical_rf(model, (2, 32, 32)) == 7
 
 
-def test_residual_block_with_downsampling_shortcut_is_marked_approximate():
+def test_residual_block_with_downsampling_shortcut_is_exact():
+    """The shortcut reads the 32x32 stem output: its window is its own (stem 3, then its 1x1 at stride 2), not the
+    chain's, which would compound both branches' strides."""
     model = ResidualNet(downsample=True)
     rows = rf_table(model, (2, 32, 32))
-    assert [row["name"] for row in rows] == ["stem", "main.0", "main.2", "shortcut", "head.0"]
-    # the shortcut sees the 32x32 stem output, not the 16x16 map before it in execution order
-    assert [row["approximate"] for row in rows] == [False, False, False, True, True]
-    assert rows[3]["j_out"] == 4  # the chain formula compounds the two parallel strides: wrong, hence flagged
-    assert format_rf_table(rows).endswith("empirical_rf is exact")
-    assert empirical_rf(model, (2, 64, 64)) == 9  # stem 3, stride-2 conv 5, conv at jump 2: 9
+    assert [row["name"] for row in rows] == ["stem", "main.0", "main.2", "shortcut", "add", "head.0"]
+    assert [(row["j_out"], row["r_out"]) for row in rows[:5]] == [(1, 3), (2, 5), (2, 9), (2, 3), (2, 9)]
+    assert not any(row["approximate"] for row in rows)
+    assert final_rf(rows) == empirical_rf(model, (2, 32, 32)) == 9  # stem 3, stride-2 conv 5, conv at jump 2: 9
+
+
+class ParallelBranches(nn.Module):
+    """Two 3x3 branches at jump 4 added: each grows the field by 8, so the true field is 36 + 8 = 44, where the
+    chain formula, adding every row's growth in the order they run, says 36 + 8 + 8 = 52."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(2, 4, 5, padding=2), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                                   nn.MaxPool2d(2), *(nn.Conv2d(4, 4, 3, padding=1) for _ in range(3)))
+        self.a, self.b = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = self.trunk(x)
+        return torch.relu(self.a(x)) + torch.relu(self.b(x))
+
+
+def test_parallel_branches_count_once():
+    model = ParallelBranches()
+    rows = rf_table(model, (2, 32, 32))
+    chain = 1 + sum((row["k_eff"] - 1) * row["j_in"] for row in rows if row["kernel"] is not None)
+    assert chain == 52  # what adding every layer's growth in the order they run says
+    assert [(row["name"], row["r_in"], row["r_out"]) for row in rows[-2:]] == [("a", 36, 44), ("b", 36, 44)]
+    assert not any(row["approximate"] for row in rows)  # branches of equal fields join without a row of their own
+    assert final_rf(rows) == empirical_rf(model, (2, 32, 32)) == 44
 
 
 def test_depthwise_separable_lecture_example():
@@ -142,3 +177,37 @@ def test_depthwise_separable_lecture_example():
                                                             ("pointwise", "pointwise conv")]
     assert final_rf(rows) == final_rf(rf_table(normal, (16, 8, 8))) == 3
     assert empirical_rf(separable, (16, 8, 8)) == 3
+
+
+class FixedSize(nn.Module):
+    """A learned offset of the image's own 32x32 size before four 9x9 convs (field 33): it runs at 32x32 only."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset = nn.Parameter(torch.zeros(1, 2, 32, 32))
+        self.convs = nn.Sequential(*(conv(9, padding=4) for _ in range(4)))
+
+    def forward(self, x):
+        return self.convs(x + self.offset)
+
+
+def test_a_network_that_cannot_run_larger_says_so_in_one_line():
+    model = FixedSize()
+    assert final_rf(rf_table(model, (2, 32, 32))) == 33
+    with pytest.raises(ValueError, match=r"^FixedSize cannot run on a 2x64x64 input, needed to measure its field "
+                                         r"\(33 px\): RuntimeError: The size of tensor a \(64\) must match") as error:
+        empirical_rf(model, (2, 32, 32))
+    assert "\n" not in str(error.value)
+
+
+def test_a_transposed_conv_is_marked_approximate_and_named():
+    """Its outputs read unequal numbers of inputs: no one (size, jump, start) says every output's window."""
+    model = nn.Sequential(conv(stride=2, padding=1), nn.ConvTranspose2d(2, 2, 3, 2, padding=1, output_padding=1),
+                          conv(padding=1))
+    rows = rf_table(model, (2, 32, 32))
+    assert [(row["kind"], row["approximate"]) for row in rows] == [("conv", False), ("transposed conv", True),
+                                                                   ("conv", True)]
+    assert format_rf_table(rows).splitlines()[-1] == ("* approximate: 1: a transposed conv: its output positions "
+                                                      "read unequal numbers of inputs. empirical_rf measures the "
+                                                      "field exactly")
+    assert empirical_rf(model, (2, 32, 32)) == 7

@@ -4,11 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from helpers.checkpoints import load_model, save_checkpoint
+from helpers.checkpoints import CheckpointError, load_model, save_checkpoint
 from helpers.data import CIFAR10
 from helpers.evaluation import predict
 from helpers.models import ARCHITECTURES, Network, register
@@ -75,3 +76,20 @@ def test_the_package_imports_from_anywhere_with_its_main_parts(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert result.stdout.split() == ["helpers.training", "helpers.data", "S7AirNet"], result.stderr
+
+
+class ConfigurableNet(TinyUserNet):
+    """A user's network that takes a class as an argument: natural in Python, but no checkpoint can hold it."""
+
+    def __init__(self, width: int = 4, activation=nn.ReLU):
+        super().__init__(width)
+        self.model_kwargs = {"width": width, "activation": activation}
+
+
+def test_saving_a_network_whose_arguments_are_not_plain_values_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match=r"cannot save ConfigurableNet: its model_kwargs\['activation'\] "
+                                              r"\(type\) is not a plain value .* weights_only=True"):
+        save_checkpoint(ConfigurableNet(), tmp_path / "mine.pt")
+    assert list(tmp_path.iterdir()) == []  # no file that could never be loaded
+    with pytest.raises(CheckpointError, match=r"its history\[0\]\['loss'\] \(float64\) is not a plain value"):
+        save_checkpoint(TinyUserNet(), tmp_path / "mine.pt", history=[{"loss": np.float64(0.5)}])

@@ -151,7 +151,8 @@ def test_non_finite_loss_names_the_step_and_leaves_the_last_good_checkpoint(smal
 def test_an_exploding_learning_rate_stops_training(small):
     model, generator = start()
     with pytest.raises(NonFiniteLossError, match=r"at step \d+ of 12, in epoch 1"):
-        train(model, small, Recipe(epochs=3, batch_size=64, lr=1e6), generator, torch.device("cpu"), progress=False)
+        train(model, small, Recipe(epochs=3, batch_size=64, lr=1e6, precision="fp32"), generator, torch.device("cpu"),
+              progress=False)
 
 
 # --- the command line's errors: status 2 and a message, never a traceback ------------------------------------

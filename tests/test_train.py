@@ -8,20 +8,31 @@ from helpers.models import S7Net
 from helpers.checkpoints import load_model, load_resumable, save_checkpoint
 from helpers.train import main
 from helpers.evaluation import evaluate, predict
-from helpers.recipes import PRESETS, Recipe, epochs_text, quick_data, resolve
-from helpers.training import learning_rate, seed_everything, train
+from helpers.optimizers import build_optimizers, lr_factor, set_learning_rates
+from helpers.recipes import PRESETS, Recipe, epoch_count, epochs_text, quick_data, resolve, training_steps
+from helpers.training import seed_everything, train
 
 TINY = (8, 16, 32, 48)  # S7Net widths small enough for a few CPU steps in a test
 
 
 def test_triangular_schedule_rises_to_the_peak_then_falls_to_zero():
     recipe = Recipe(lr=0.4, warmup=0.25)
-    lrs = [learning_rate(step, 100, recipe) for step in range(100)]
-    assert lrs[0] == pytest.approx(0.4 / 25)
-    assert max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 24
-    assert all(a < b for a, b in zip(lrs[:25], lrs[1:25]))
-    assert all(a > b for a, b in zip(lrs[25:], lrs[26:]))
-    assert lrs[-1] == pytest.approx(0.4 / 75)
+    factors = [lr_factor(step, 100, recipe) for step in range(100)]
+    assert factors[0] == 1 / 25 and factors[24] == 1.0 and max(factors) == 1.0
+    assert all(a < b for a, b in zip(factors[:25], factors[1:25]))
+    assert all(a > b for a, b in zip(factors[25:], factors[26:]))
+    assert factors[-1] == 1 / 75 and lr_factor(100, 100, recipe) == 0
+    assert {lr_factor(step, 100, replace(recipe, schedule="constant")) for step in range(100)} == {1.0}
+
+
+def test_every_group_trains_at_the_schedules_factor_of_its_own_peak_lr():
+    """SGD's weights at lr, BatchNorm's shifts at lr x bias_lr_scale, Muon's filter banks at muon_lr: one factor."""
+    from helpers.models import S7AirNet
+    recipe = replace(PRESETS["fast"].recipe, precision="fp32")
+    sgd, muon = build_optimizers(S7AirNet((8, 16, 16, 16)), recipe)
+    assert [g["initial_lr"] for g in sgd.param_groups + muon.param_groups] == [0.16, 0.16 * 64, 0.12]
+    set_learning_rates([sgd, muon], 0.5)
+    assert [g["lr"] for g in sgd.param_groups + muon.param_groups] == [0.08, 0.16 * 32, 0.06]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +74,8 @@ def test_training_is_reproducible_on_the_cpu(small_real):
 
 def test_batch_larger_than_the_data_is_a_clear_error(small_real):
     with pytest.raises(ValueError, match="batch size 512 is larger than the 100 training images"):
-        train(S7Net(TINY), small_real.subset(100, 10), Recipe(), device=torch.device("cpu"), progress=False)
+        train(S7Net(TINY), small_real.subset(100, 10), Recipe(precision="fp32"), device=torch.device("cpu"),
+              progress=False)
 
 
 def test_evaluate_and_tta_match_a_computation_by_hand(small_real):
@@ -142,7 +154,7 @@ def test_a_fractional_epoch_count_ends_the_last_epoch_early_with_the_schedule(sm
     assert [len(h["step_loss"]) for h in history] == [16, 8]
     recipe = replace(Recipe(), batch_size=64, epochs=1.5)
     # warm-up 25%: 6 steps up, 18 down, the last step at 1/18 of the peak
-    assert learning_rate(23, 24, recipe) == pytest.approx(recipe.lr / 18) and learning_rate(24, 24, recipe) == 0
+    assert lr_factor(23, 24, recipe) == 1 / 18 and lr_factor(24, 24, recipe) == 0
     # Stopped after the first epoch and resumed, it ends where the whole run ends.
     generator = seed_everything(0)
     stopped = S7Net(TINY)
@@ -157,3 +169,23 @@ def test_a_fractional_epoch_count_ends_the_last_epoch_early_with_the_schedule(sm
 
 def test_epochs_are_said_as_a_person_says_them():
     assert [epochs_text(n) for n in (1, 1.0, 1.5, 12)] == ["1 epoch", "1 epoch", "1.5 epochs", "12 epochs"]
+
+
+@pytest.mark.parametrize("epochs, steps", [(1.01, [16, 1]), (1.5, [16, 8]), (2, [16, 16]), (0.001, [1]), (1e-9, [1])])
+def test_every_epoch_of_a_fractional_count_trains_at_least_one_step(small_real, epochs, steps):
+    """1.01 epochs of 16 steps round to 16 steps: the second epoch would get none (and crashed). It gets one."""
+    model, history = _train(small_real, epochs=epochs)
+    assert [len(h["step_loss"]) for h in history] == steps and len(history) == epoch_count(Recipe(epochs=epochs))
+
+
+def test_the_presets_step_counts_stay_as_they_were():
+    """The rule for a fractional epoch changes no preset's schedule."""
+    assert [training_steps(50_000, PRESETS[name].recipe) for name in ("tutorial", "s7net", "fast", "full")] == \
+        [25_000, 485, 468, 2_400]
+
+
+def test_the_command_line_finishes_a_run_of_one_and_a_hundredth_epochs(tmp_path, real_data_root):
+    test_acc = main(["--quick", "--preset", "s7net", "--epochs", "1.01", "--widths", *map(str, TINY),
+                     "--precision", "fp32", "--device", "cpu", "--data", str(real_data_root), "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "history.json").read_text())
+    assert record["test_acc"] == test_acc and [len(h["step_loss"]) for h in record["history"]] == [8, 1]

@@ -1,0 +1,251 @@
+"""The S7 assignment's structural rules, each read on the graph of what the model computes as a careful grader reads
+them: module or functional, branches included (helpers.trace records one forward pass, helpers.windows puts the
+receptive field on it). Each rule returns what it measured and whether that passes; helpers.spec makes the checks.
+
+The reading, rule by rule:
+- architecture: C1 C2 C3 C4 O, convs before, between and after exactly 3 max-pools (a max-pool that keeps the map's
+  size is no transition; one that leaves 1x1 of the map is a global pool). C4 needs a conv that runs on the map
+  before the global pool; the output stage starts at the global pool, so convs after it (1x1 on the 1x1 map, fully
+  connected layers) are the head, not C4.
+- receptive field: one unit of the map the global pool averages, > 44 px (the GAP window is not added).
+- depthwise-separable: a depthwise conv (groups == in_channels > 1, kernel larger than 1x1; a depth multiplier
+  counts) followed, possibly through normalisation, activation or dropout, by a 1x1 conv with groups == 1 that takes
+  its channels. A grouped 1x1 mixes no channels across its groups; a 1x1 depthwise filters nothing spatially.
+- dilated: a kernel larger than 1 with dilation >= 2 (dilation changes nothing for a 1x1 kernel).
+- global average pooling: the whole map averaged to 1x1, in any form (AdaptiveAvgPool2d(1), an AvgPool2d as large as
+  the map, F.adaptive_avg_pool2d, F.avg_pool2d(x, x.shape[-1]), x.mean((2, 3)), x.view(n, c, -1).mean(-1), a sum
+  divided by the number of positions). A sum alone is not an average, nor a max. After it only layers that act on
+  the 1x1 map: fully connected (Linear, a conv on the 1x1 map), activations, normalisation, dropout, reshapes,
+  (log-)softmax, arithmetic with constants.
+"""
+from collections import Counter
+from functools import cached_property
+
+from torch import nn
+
+from .graph import RESHAPES, SPATIAL, Op, Trace, Value
+from .receptive_field import describe_head, empirical_rf
+from .trace_ops import ACTIVATIONS, DROPOUTS, NORMS, PERMUTES, POOLS
+from .windows import fields, whole_since
+
+MIN_RF = 44
+
+
+FULLY_CONNECTED = {"linear", "matmul", "mm", "addmm", "bmm", "conv2d"}
+ARITHMETIC = {"add", "sub", "rsub", "mul", "div", "rdiv", "neg", "pow", "clamp", "clip", "abs", "exp", "log"}
+KEEPS_DATA = RESHAPES | PERMUTES | {"contiguous", "clone", "detach", "to", "float", "double", "half", "bfloat16",
+                                    "type", "type_as", "getitem", "data", "cpu", "cuda", "expand", "expand_as"}
+PASS_THROUGH = ACTIVATIONS | NORMS | DROPOUTS | ARITHMETIC | {"contiguous", "clone", "detach", "to", "float", "data"}
+
+
+class Reading:
+    """What every rule reads from one trace: the graph, the fields, the output stage, the convs on maps."""
+
+    def __init__(self, model: nn.Module, graph: Trace, input_shape):
+        self.model, self.graph, self.input_shape = model, graph, input_shape
+        self.known = fields(graph)
+        self.stage = graph.stage
+        self.probed = graph.probed_map
+        self.needed = graph.ancestors([self.probed])
+        self.convs = [op for op in graph.ops if op.index in self.needed and op.func == "conv2d"
+                      and op.map_input.is_map]
+
+    @cached_property
+    def stages(self) -> dict:
+        """{id of a Value: the max-pools on the longest way to it from the input}."""
+        stages = {}
+        for op in self.graph.ops:
+            stage = max((stages.get(id(v), 0) for v in op.inputs), default=0) + self.is_transition(op)
+            for value in op.outputs:
+                stages[id(value)] = stage
+        return stages
+
+    def is_transition(self, op: Op) -> bool:
+        """A max-pool that shrinks the map and leaves a map: one of the C1 C2 C3 C4 boundaries."""
+        return op.func in ("max_pool2d", "adaptive_max_pool2d") and op.map_input.is_map and \
+            op.outputs[0].is_map and op.outputs[0].grid != op.map_input.grid
+
+    def head_text(self) -> str:
+        if self.stage is None:
+            return f"no output stage (the network returns a {self.probed.size_text} map)"
+        return ", ".join([self.stage.first.kind, *describe_head(self.graph)])
+
+
+def _architecture(r: Reading) -> tuple[str, bool]:
+    pools = [op for op in r.graph.ops if op.index in r.needed and r.is_transition(op)]
+    keeping = [op for op in r.graph.ops if op.index in r.needed and op.func == "max_pool2d" and
+               op.map_input.is_map and op.outputs[0].grid == op.map_input.grid]
+    depth = r.stages.get(id(r.probed), 0)
+    per_stage = Counter(r.stages.get(id(op.map_input), 0) for op in r.convs)
+    counts = [per_stage[stage] for stage in range(depth + 1)]
+    pooled = f"{depth} max-pools" if len(pools) == depth else \
+        f"{len(pools)} max-pools ({depth} on the longest path)"
+    if keeping:
+        pooled += f" (+{len(keeping)} that keep the map's size)"
+    passed = depth == 3 and min(counts) >= 1 and r.stage is not None
+    return f"{pooled}, convs {'|'.join(map(str, counts))}, then {r.head_text()}", passed
+
+
+def _receptive_field(r: Reading) -> tuple[str, bool]:
+    field = r.known.get(id(r.probed))
+    if field is None:
+        return "none: no input pixel reaches the map the output stage reads", False
+    if field.whole:
+        return f"the whole input ({whole_since(r.graph, r.known)} merges a global pool back into the map)", True
+    rf, how = field.size, "analytic"
+    if field.approximate:
+        try:
+            rf, how = empirical_rf(r.model, r.input_shape), "measured by gradients"
+        except ValueError as error:
+            how = f"approximate: {error}"
+        how += f"; the formulas cannot follow {field.approximate[0]}"
+    return f"{rf} px ({how})", rf > MIN_RF
+
+
+def _followers(r: Reading, value: Value) -> list[Op]:
+    """The convs that read `value` through element-wise ops only (normalisation, activation, dropout), and the
+    Linear layers that read its channels on a map (a ConvNeXt block's 1x1 conv, written channels-last)."""
+    found, todo, seen = [], [value], set()
+    while todo:
+        current = todo.pop()
+        for op in r.graph.consumers(current):
+            if op.index in seen:
+                continue
+            seen.add(op.index)
+            if op.func == "conv2d" and op.map_input is current or op.func == "linear" and current.is_map and \
+                    op.inputs[0] is current and current.dims[-1] not in SPATIAL:
+                found.append(op)
+            elif (op.func in PASS_THROUGH or op.func in PERMUTES) and sum(not v.constant for v in op.inputs) == 1 \
+                    and op.outputs and sorted(op.outputs[0].shape) == sorted(current.shape):
+                todo.extend(op.outputs)
+    return sorted(found, key=lambda op: op.index)
+
+
+def _kernel_text(op: Op) -> str:
+    return "x".join(map(str, op.params["kernel"])) if "kernel" in op.params else "1x1"
+
+
+def _is_pointwise_for(op: Op, depthwise: Op) -> bool:
+    p, channels = op.params, depthwise.params["out_channels"]
+    if op.func == "linear":
+        return p["in_features"] == channels
+    return p["kernel"] == (1, 1) and p["groups"] == 1 and p["in_channels"] == channels
+
+
+def _depthwise_separable(r: Reading) -> tuple[str, bool]:
+    depthwise = [op for op in r.convs if op.params["groups"] == op.params["in_channels"] > 1]
+    spatial = [op for op in depthwise if op.params["kernel"] != (1, 1)]
+    pairs = [(dw, pw) for dw in spatial for pw in _followers(r, dw.outputs[0])[:1] if _is_pointwise_for(pw, dw)]
+    if pairs:
+        dw, pw = pairs[0]
+        multiplier = dw.params["out_channels"] // dw.params["in_channels"]
+        depth = f", depth multiplier {multiplier}" if multiplier > 1 else ""
+        more = f" (+{len(pairs) - 1} more)" if len(pairs) > 1 else ""
+        pointwise = "Linear on the channels: a 1x1 conv" if pw.func == "linear" else "1x1"
+        return f"{dw.name} ({_kernel_text(dw)} depthwise{depth}) -> {pw.name} ({pointwise}){more}", True
+    if spatial:
+        dw = spatial[0]
+        after = _followers(r, dw.outputs[0])
+        if not after:
+            return f"depthwise {dw.name} is not followed by a conv", False
+        pw = after[0]
+        if pw.func == "linear":
+            return f"depthwise {dw.name} is followed by {pw.name}, which does not take its channels", False
+        if pw.params["kernel"] != (1, 1):
+            return f"depthwise {dw.name} is followed by {pw.name}, a {_kernel_text(pw)} conv, not a 1x1", False
+        if pw.params["groups"] != 1:
+            return (f"depthwise {dw.name} is followed by {pw.name}, a 1x1 conv with groups {pw.params['groups']}: "
+                    f"it mixes no channels across its groups"), False
+        return f"depthwise {dw.name} is followed by {pw.name}, which does not take its channels", False
+    if depthwise:
+        return f"{depthwise[0].name} is depthwise but 1x1: it filters nothing spatially", False
+    return "no depthwise conv (groups == in_channels > 1)", False
+
+
+def _dilated(r: Reading) -> tuple[str, bool]:
+    def dilations(op):
+        return [d for k, d in zip(op.params["kernel"], op.params["dilation"]) if d >= 2 and k > 1]
+    dilated = [op for op in r.convs if dilations(op)]
+    if dilated:
+        op = dilated[0]
+        return f"{op.name} ({_kernel_text(op)}, dilation {max(dilations(op))})", True
+    useless = [op for op in r.convs if max(op.params["dilation"]) >= 2]
+    if useless:
+        op = useless[0]
+        return (f"none: {op.name} has dilation {max(op.params['dilation'])} but a {_kernel_text(op)} kernel: "
+                f"dilation changes nothing there"), False
+    return "none: every conv has dilation 1", False
+
+
+def _head_problem(r: Reading) -> str | None:
+    """Why an op after the global pool is not one of the layers the assignment allows there, or None."""
+    ours = {id(v) for v in r.stage.op.outputs} | {id(v) for op in r.stage.head for v in op.outputs}
+    for op in r.stage.head:
+        strangers = [v for v in op.inputs if not v.constant and id(v) not in ours]
+        if strangers:
+            source = strangers[0].producer.name if strangers[0].producer else "the input"
+            return f"{op.name} ({op.func}) merges it with {source}, which does not come from the global pool"
+        allowed = op.func in FULLY_CONNECTED | ACTIVATIONS | NORMS | DROPOUTS | KEEPS_DATA | ARITHMETIC or \
+            (op.func in POOLS or op.func.startswith("adaptive_")) or op.func in ("cat", "stack", "concat")
+        if not allowed:
+            return f"{op.name} ({op.func}) is not a layer of the output stage"
+    return None
+
+
+def _undone_average(r: Reading) -> str | None:
+    """A global average whose 1x1 result an op (upsampling, expand) makes a map again, or None. Multiplying a map
+    by it (squeeze-and-excitation) is not that: the map was there already."""
+    for op in r.graph.ops:
+        out = op.outputs[0]
+        if op.index not in r.needed or out.pooling is None or out.pooling.kind != "mean" or out.is_map:
+            continue
+        spreaders = [r.graph.ops[i] for i in sorted(r.graph.descendants(op)) if r.graph.ops[i].outputs[0].is_map
+                     and not any(v.is_map for v in r.graph.ops[i].inputs)]
+        if spreaders:
+            return (f"{out.pooling.op.name} averages the {out.pooling.source.size_text} map to 1x1, but "
+                    f"{spreaders[0].name} ({spreaders[0].func}) makes a {spreaders[0].outputs[0].size_text} map "
+                    f"of it again")
+    return None
+
+
+def _global_average_pooling(r: Reading) -> tuple[str, bool]:
+    stage = r.stage
+    if stage is None:
+        return f"none: the network returns a {r.probed.size_text} map", False
+    name, size = stage.first.name, stage.map.size_text
+    if stage.how == "mean" and stage.covers:
+        head = describe_head(r.graph)
+        problem = _head_problem(r)
+        then = f", then {', '.join(head)}" if head else ""
+        return f"{name} {size} -> 1x1{then}" + (f"; {problem}" if problem else ""), problem is None
+    undone = _undone_average(r)
+    if undone:
+        return f"none: {undone}, which {name} ({stage.how}) then ends", False
+    if stage.how == "mean":
+        window = "x".join(map(str, stage.first.params.get("kernel", ())))
+        return f"none: {name} averages {window} of the {size} map, not all of it", False
+    if stage.how == "max":
+        return f"none: {name} takes the maximum of the {size} map, not the average", False
+    if stage.how == "sum":
+        return f"none: {name} sums the {size} map without dividing by its {stage.map.grid[0] * stage.map.grid[1]} " \
+               f"positions: a sum, not an average", False
+    if stage.how == "conv":
+        averaged = [op.name for op in stage.head if (op.func in POOLS or op.func.startswith("adaptive_avg"))]
+        later = f"; {averaged[0]} then averages a 1x1 map: nothing" if averaged else ""
+        return (f"none: {name}, a {_kernel_text(stage.op)} conv on the {size} map, reduces it to 1x1 (a fully "
+                f"connected layer, not an average){later}"), False
+    if stage.how == "flatten":
+        return f"none: {name} flattens the {size} map into features; nothing averages it", False
+    return f"none: {name} ({stage.how}) ends the {size} map", False
+
+
+# (name, required, check of the reading) for every requirement read from a forward pass
+TRACED = [
+    ("architecture C1 C2 C3 C4 O", "convs before, between and after exactly 3 max-pools, then the output stage",
+     _architecture),
+    ("receptive field", f"> {MIN_RF} px, one unit of the map the global pool averages", _receptive_field),
+    ("depthwise-separable conv", "depthwise conv (k > 1) -> 1x1 conv with groups 1", _depthwise_separable),
+    ("dilated conv", "kernel > 1 with dilation >= 2", _dilated),
+    ("global average pooling", "whole map averaged to 1x1, then only FC (Linear, conv on 1x1), activation, norm, "
+                               "dropout, reshape, softmax", _global_average_pooling),
+]

@@ -1,0 +1,73 @@
+"""python -m helpers.check: status 0 when every rule the network alone can show passes, 1 when one fails, 2 when
+the file or the name is not there (one error line)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.check import main
+
+NETS = Path(__file__).with_name("student_nets.py")
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    status = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_a_compliant_network_exits_0_and_prints_both_tables(capsys):
+    status, out, err = run(capsys, f"{NETS}:Functional")
+    assert status == 0 and err == ""
+    assert "6 passed, 0 failed, 2 not checked here" in out  # device and accuracy: properties of a run
+    assert "final receptive field: 62 px (one unit of the 4x4 map from c5, which mean averages" in out
+    assert out.rstrip().endswith("measured by gradients: 62 px")
+
+
+def test_a_network_that_breaks_a_rule_exits_1(capsys):
+    status, out, _ = run(capsys, f"{NETS}:GroupedPointwise")
+    assert status == 1 and "a 1x1 conv with groups 4" in out
+
+
+def test_a_factory_and_another_input_size(capsys):
+    status, out, _ = run(capsys, f"{NETS}:build", "--input", "3x64x64")
+    assert status == 0
+    assert "global avg-pool  8  8  0  1     8 -> 1" in out  # the map is 8x8 at 64x64
+
+
+def test_without_a_name_the_files_net_class_is_taken(tmp_path, capsys):
+    path = tmp_path / "model.py"
+    path.write_text("import torch.nn as nn\n\nclass Block(nn.Module):\n    pass\n\n"
+                    "class Net(nn.Sequential):\n    def __init__(self):\n"
+                    "        super().__init__(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())\n")
+    status, out, _ = run(capsys, path)
+    assert status == 1 and "0 max-pools, convs 1, then AdaptiveAvgPool2d, Flatten" in out
+
+
+@pytest.mark.parametrize("target, message", [
+    ("{tmp}/missing.py:Net", "error: {tmp}/missing.py is not a file"),
+    ("{tmp}/broken.py:Net", "error: cannot import {tmp}/broken.py: SyntaxError: "),
+    ("{tmp}/raises.py:Net", "error: cannot import {tmp}/raises.py: ModuleNotFoundError: No module named "
+                            "'a_module_nobody_installed'"),
+    ("{nets}:Nett", "error: {nets} has no 'Nett' (it defines: AdaptiveTwo, BasicBlock, "),
+    ("{tmp}/two.py", "error: {tmp}/two.py defines 2 nn.Module classes (A, B): name one, {tmp}/two.py:Name"),
+    ("{tmp}/two.py:make", "error: make() returned a int, not an nn.Module"),
+])
+def test_what_cannot_be_loaded_exits_2_with_one_error_line(tmp_path, capsys, target, message):
+    (tmp_path / "broken.py").write_text("class Net(:\n")
+    (tmp_path / "raises.py").write_text("import a_module_nobody_installed\n")
+    (tmp_path / "two.py").write_text("import torch.nn as nn\nclass A(nn.Module): pass\nclass B(nn.Module): pass\n"
+                                     "def make():\n    return 3\n")
+    status, out, err = run(capsys, target.format(tmp=tmp_path, nets=NETS))
+    assert status == 2 and out == ""
+    assert err.startswith(message.format(tmp=tmp_path, nets=NETS)) and err.count("\n") == 1
+
+
+def test_the_command_runs_as_a_module(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "helpers.check", f"{NETS}:HardCodedView"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1 and "none: view flattens the 5x5 map into features" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "helpers.check", f"{NETS}:Net", "--input", "64x64"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "'64x64' is not CxHxW, e.g. 3x32x32" in bad.stderr
