@@ -14,6 +14,8 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
+
 from .checkpoints import CheckpointError, load_resumable, model_filename, save_checkpoint
 from .data import DatasetError, load_cifar10
 from .device import describe_device, keep_freed_memory, processor_name
