@@ -6,6 +6,7 @@ import math
 import torch
 
 from .plots import confusion_matrix
+from .recipes import epochs_text
 from .rules import MIN_RF
 
 ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")  # CIFAR-10's two groups of classes
@@ -14,7 +15,7 @@ VEHICLES = ("airplane", "automobile", "ship", "truck")
 
 def verdict(check) -> str:
     """"pass", "fail" or "not checked here" for one helpers.spec Check."""
-    return getattr(check, "state", "pass" if check.passed else "fail")
+    return check.state
 
 
 def rules_reading(checks, network: str) -> str:
@@ -45,7 +46,7 @@ def curve_reading(history, recipe) -> str:
     """What the curves show at the end of training: the last epoch's training accuracy against its plain test
     accuracy, why the test one may be the higher, and the floor label smoothing puts under the loss."""
     last = history[-1]
-    text = (f"Over {len(history)} epoch{'s' * (len(history) > 1)} the training loss fell from "
+    text = (f"Over its {epochs_text(recipe.epochs)} the training loss fell from "
             f"{history[0]['loss']:.2f} (first epoch's mean) to {last['loss']:.2f} (last epoch's mean).")
     if last.get("test_acc") is not None:
         train, test = last["train_acc"], last["test_acc"]
@@ -83,7 +84,7 @@ def confusion_reading(labels, logits, classes, which: str = "plain") -> str:
     even = 100 * sum(wrong[t].sum().item() * across[t].sum().item() / (len(classes) - 1)
                      for t in range(len(classes))) / wrong.sum().item()
     crossing = [f"{classes[t]} -> {classes[p]}" for t, p in top if across[t, p]]
-    return text + (f" {share:.0f}% of the {int(wrong.sum())} mistakes take an animal for a vehicle or a vehicle for "
+    return text + (f" {share:.0f}% of the {int(wrong.sum()):,} mistakes take an animal for a vehicle or a vehicle for "
                    f"an animal, against {even:.0f}% if each class's mistakes spread evenly over the other nine: the "
                    f"network confuses {'within' if share < even else 'across'} the two groups more than chance. "
                    + (f"Of the largest confusions, {len(crossing)} cross{'es' * (len(crossing) == 1)} the groups "

@@ -3,6 +3,7 @@ parameter count, and what one model object can show of its run. Uses-the-GPU is 
 without one; the accuracy is "not checked here" when none is given (python -m helpers.check measures no accuracy).
 format_checks renders the results as a table.
 """
+import textwrap
 from collections import Counter
 from dataclasses import dataclass
 
@@ -117,9 +118,14 @@ RESULT = {PASS: "PASS", FAIL: "FAIL", NOT_CHECKED: "not checked here"}
 
 
 def format_checks(results: list[Check]) -> str:
-    """A fixed-width table, one row per requirement (PASS, FAIL or not checked here), then the counts."""
-    lines = [["requirement", "required", "measured", "result"],
-             *([check.name, check.required, check.measured, RESULT[check.state]] for check in results)]
+    """A fixed-width table, one row per requirement (PASS, FAIL or not checked here), then the counts. Long texts
+    wrap onto continuation lines, so that no line passes about 120 characters (Colab's width)."""
+    lines = [["requirement", "required", "measured", "result"]]
+    for check in results:
+        required, measured = textwrap.wrap(check.required, 34) or [""], textwrap.wrap(check.measured, 44) or [""]
+        for i in range(max(len(required), len(measured))):
+            lines.append([check.name if i == 0 else "", required[i] if i < len(required) else "",
+                          measured[i] if i < len(measured) else "", RESULT[check.state] if i == 0 else ""])
     counts = Counter(check.state for check in results)
     total = f"{counts[PASS]} passed, {counts[FAIL]} failed"
     if counts[NOT_CHECKED]:

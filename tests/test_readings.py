@@ -16,17 +16,15 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def test_rules_reading_names_the_broken_rules_only():
-    checks = [Check("device", "", "", True), Check("dilated conv", "", "none", False),
-              Check("test accuracy", "", "50%", False)]
+    checks = [Check("device", "", "", "pass"), Check("dilated conv", "", "none", "fail"),
+              Check("test accuracy", "", "50%", "fail")]
     assert rules_reading(checks, "Net") == "Net breaks 2 of the 3 rules: dilated conv, test accuracy."
     assert rules_reading(checks[:1], "Net") == "Net meets every rule checked here."
 
 
 def test_rules_reading_keeps_rules_not_checked_apart():
-    class Unchecked:
-        name, measured, passed, state = "device", "no GPU", False, "not checked here"
-
-    text = rules_reading([Unchecked(), Check("parameters", "", "1", True)], "Net")
+    text = rules_reading([Check("device", "", "no GPU", "not checked here"), Check("parameters", "", "1", "pass")],
+                         "Net")
     assert text == "Net meets every rule checked here; not checked on this machine: device."
 
 
@@ -51,7 +49,7 @@ def history(train, test, epochs=2):
 
 def test_curve_reading_explains_a_test_accuracy_above_the_training_one():
     text = curve_reading(history(62.0, 78.0), PRESETS["fast"].recipe)
-    assert "from 2.00 (first epoch's mean) to 1.00" in text and "was 62.0%; the plain test accuracy at its end 78.0%"\
+    assert "Over its 1.2 epochs the training loss fell from 2.00 (first epoch's mean) to 1.00" in text and "was 62.0%; the plain test accuracy at its end 78.0%"\
         in text
     assert "The test figure is the higher" in text and "shifted or flipped" in text
     assert "cannot fall below 0.87" in text
@@ -89,6 +87,11 @@ def test_confusion_reading_across_the_groups():
     text = confusion_reading(labels, logits, CLASSES)
     assert "100% of the 50 mistakes" in text and "confuses across the two groups more than chance" in text
     assert "2 cross the groups" in text
+
+
+def test_confusion_reading_counts_with_thousands_separators():
+    labels, logits = confusion([("cat", "dog", 1200)])
+    assert "0% of the 1,200 mistakes" in confusion_reading(labels, logits, CLASSES)
 
 
 def test_confusion_reading_of_other_classes_skips_the_groups():
