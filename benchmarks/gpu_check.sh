@@ -2,13 +2,14 @@
 # The checks for a machine with a GPU, in one go: what it installs, the GPU as nvidia-smi and torch see it, the test
 # suite, both presets' time to accuracy (seed 0; fast also compiled), their checkpoints verified, and the notebook's
 # full run. Every step's output goes to a log in one folder, beside the benchmark JSON and the executed notebook.
-# About 8 minutes on an H100-class GPU.
+# A step that fails is named at the end, and the steps after it still run: one failed test must not cost a short
+# GPU session its benchmarks.
 #
 #     bash benchmarks/gpu_check.sh [--dry-run] [--data ROOT] [--out DIR]
 #
 # --data: the folder holding cifar-10-batches-bin/ or -py/ (default $CIFAR10_ROOT, else ../shared/data, else ./data)
 # --out: where everything goes (default runs/gpu_check/<date and time>: a new folder each time)
-# --dry-run: print every step's command, run none.
+# --dry-run: print every step's name and command, run none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,10 +29,12 @@ if [ -z "$DATA" ]; then
     if [ -d ../shared/data ]; then DATA=../shared/data; else DATA=data; fi
 fi
 [ "$DRY_RUN" = 1 ] || mkdir -p "$OUT"
-OUT="$(cd "$OUT" 2>/dev/null && pwd || echo "$PWD/$OUT")"  # absolute: nbconvert resolves --output against the notebook's folder
+case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac  # absolute: nbconvert resolves --output against the notebook's folder
 export CIFAR10_ROOT="$(cd "$DATA" 2>/dev/null && pwd || echo "$DATA")"
 
-# step NAME COMMAND...: run COMMAND, its stdout and stderr shown and kept in $OUT/NAME.log; stop on failure.
+FAILED=()
+
+# step NAME COMMAND...: run COMMAND, its stdout and stderr shown and kept in $OUT/NAME.log; a failure is noted.
 step() {
     local name="$1"
     shift
@@ -41,8 +44,12 @@ step() {
     fi
     echo "=== $name: $*" | tee "$OUT/$name.log"
     local start=$SECONDS
-    "$@" 2>&1 | tee -a "$OUT/$name.log"  # pipefail: the command's status, not tee's
-    echo "=== $name: done in $((SECONDS - start)) s" | tee -a "$OUT/$name.log"
+    if "$@" 2>&1 | tee -a "$OUT/$name.log"; then  # pipefail: the command's status, not tee's
+        echo "=== $name: done in $((SECONDS - start)) s" | tee -a "$OUT/$name.log"
+    else
+        echo "=== $name: FAILED after $((SECONDS - start)) s" | tee -a "$OUT/$name.log"
+        FAILED+=("$name")
+    fi
 }
 
 # benchmark NAME ARGS...: time_to_accuracy.py with ARGS, seed 0, into $OUT/NAME/ (model and report.jsonl), verified
@@ -69,4 +76,9 @@ benchmark fast-compiled --preset fast --compile
 benchmark full --preset full
 step notebook env S7_QUICK=0 jupyter nbconvert --to notebook --execute S7_Assignment.ipynb \
     --ExecutePreprocessor.timeout=-1 --output "$OUT/S7_Assignment_gpu.ipynb"
-[ "$DRY_RUN" = 1 ] || echo "all steps passed; logs and results in $OUT"
+[ "$DRY_RUN" = 1 ] && exit 0
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "failed: ${FAILED[*]}; logs and results in $OUT" >&2
+    exit 1
+fi
+echo "all steps passed; logs and results in $OUT"

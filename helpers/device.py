@@ -123,22 +123,27 @@ def cpu_name(cpuinfo: str) -> str:
     return fields["model name"] + (f" ({', '.join(numbers)})" if numbers else "")
 
 
-# The peak probe's matmul doubles from 256 until one product takes long enough to time, or reaches the largest size:
-# a second or two of work on any device, where a fixed 8192^3 would keep a small GPU busy for half a minute. A CPU
-# stops at 2048, the size its records use (DESIGN.md), unless a product takes 50 ms sooner (a CPU far slower than
-# those met); a GPU from 2 ms a product, long beside a kernel launch.
-PROBE = {"cpu": (2048, 0.05), "gpu": (8192, 0.002)}  # (largest size, seconds one product needs to stop growing)
+# The peak probe: a second or two of work on any device, where a fixed 8192^3 would keep a small GPU busy for half a
+# minute. A CPU times 2048^3 products, the size of its records (DESIGN.md), so that their peaks stay comparable; a
+# GPU's product doubles from 256 until it takes 2 ms, long beside a kernel launch, up to 8192. Past PROBE_SECONDS of
+# timed work per dtype, no more repeats than the 3 a median needs (a slow CPU).
+CPU_PROBE_SIZE = 2048
+GPU_PROBE_LARGEST, GPU_PROBE_ENOUGH = 8192, 0.002
+PROBE_SECONDS, MIN_PROBE_REPEATS = 0.5, 3
 MPS_BF16_MACOS = (14, 0)  # MPS computes bf16 from macOS 14 (Sonoma) on
 
 
 def peak_gflops(device, repeats: int = 5) -> float:
     """The machine's own limit: the best dense matmul GFLOP/s of fp32 and the half precision the device trains in
-    (probe_dtypes), each the median of `repeats` timings at the size probe_matmul grew to."""
+    (probe_dtypes), each the median of up to `repeats` timings (fewer past PROBE_SECONDS) at probe_matmul's size."""
+    calls = 10 if device.type == "cuda" else 1  # CUDA events time 10 products; a clock, one
     best = 0.0
     for dtype in probe_dtypes(device):
         size, product = probe_matmul(device, dtype)
-        seconds = statistics.median(seconds_of(product, device) for _ in range(repeats))
-        best = max(best, 2 * size**3 / seconds / 1e9)
+        timings = []
+        while len(timings) < repeats and (len(timings) < MIN_PROBE_REPEATS or sum(timings) * calls < PROBE_SECONDS):
+            timings.append(seconds_of(product, device, times=calls))
+        best = max(best, 2 * size**3 / statistics.median(timings) / 1e9)
     return best
 
 
@@ -153,17 +158,24 @@ def probe_dtypes(device) -> list[torch.dtype]:
 
 
 def probe_matmul(device, dtype: torch.dtype) -> tuple[int, object]:
-    """(size, a function computing one size x size product in dtype on the device): the size doubled from 256 until
-    one product takes long enough to time (PROBE), each size run once untimed first."""
-    largest, enough = PROBE["cpu" if device.type == "cpu" else "gpu"]
-    size = 256
+    """(size, a function computing one size x size product in dtype on the device): CPU_PROBE_SIZE on a CPU; on a
+    GPU the size doubled from 256 until one product takes GPU_PROBE_ENOUGH seconds, each size run once untimed
+    first."""
+    size = CPU_PROBE_SIZE if device.type == "cpu" else 256
     while True:
-        a, b = (torch.randn(size, size, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
-        product = functools.partial(torch.matmul, a, b)
+        product = functools.partial(torch.matmul, *probe_operands(size, device, dtype))
         product()  # warm-up: the first call picks its kernel
-        if size >= largest or seconds_of(product, device, times=1) >= enough:
+        if device.type == "cpu" or size >= GPU_PROBE_LARGEST or \
+                seconds_of(product, device, times=1) >= GPU_PROBE_ENOUGH:
             return size, product
         size *= 2
+
+
+def probe_operands(size: int, device, dtype: torch.dtype) -> list[torch.Tensor]:
+    """Two random size x size matrices, made on the device itself (a GPU's made on the CPU and copied would take
+    longer than its probe) from a generator of their own: the probe draws nothing from a run's random state."""
+    generator = torch.Generator(device).manual_seed(0)
+    return [torch.randn(size, size, device=device, dtype=dtype, generator=generator) for _ in range(2)]
 
 
 def macos_version() -> tuple[int, ...] | None:

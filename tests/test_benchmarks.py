@@ -200,6 +200,7 @@ def test_the_gpu_check_shows_every_step_it_would_run_and_runs_none(tmp_path):
                  "full-verify", "notebook"):
         assert step in steps, step
     assert "--preset full --seed 0" in result.stdout and "S7_QUICK=0" in result.stdout
+    assert f"--out {tmp_path / 'out' / 'full'}\n" in result.stdout  # an absolute --out as given, not under the repo
     assert not (tmp_path / "out").exists()  # a dry run makes nothing
 
 

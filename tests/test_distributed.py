@@ -71,6 +71,7 @@ def rank_main(rank: int, port: int, out):
                out / f"rank{rank}.pt")
 
 
+@pytest.mark.slow
 def test_two_processes_make_the_updates_of_one_process_on_the_whole_batch(tmp_path):
     torch.multiprocessing.spawn(rank_main, args=(free_port(), tmp_path), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
@@ -145,6 +146,7 @@ def test_a_batch_smaller_than_the_processes_is_a_clear_error(monkeypatch):
         train(TutorialNet(), small_data(), replace(RECIPE, batch_size=4), device=torch.device("cpu"), progress=False)
 
 
+@pytest.mark.slow
 def test_torchrun_trains_with_two_processes_and_only_rank_0_writes(tmp_path, real_data_root):
     """Two epochs of the fast preset, on the CPU (gloo) also where there are GPUs."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr", "127.0.0.1",
@@ -172,6 +174,7 @@ with distributed_session("cpu"):
 """
 
 
+@pytest.mark.slow
 def test_a_stalled_process_ends_the_other_with_a_timeout_message_instead_of_a_hang():
     env = {**os.environ, **loopback_env(), "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
            "S7_DIST_TIMEOUT": "5"}

@@ -55,12 +55,14 @@ def host_syncs(steps: int, precision: str) -> int:
     return recorder.count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp16", "bf16", "fp32"])
 def test_no_host_sync_inside_the_step_loop(precision):
     """Twice the steps, the same number of host reads: none of them is per step (they all come at the epoch's end)."""
     assert host_syncs(4, precision) == host_syncs(8, precision)
 
 
+@pytest.mark.slow
 def test_the_count_sees_a_sync_per_step_where_there_is_one(monkeypatch):
     """The check above can fail: GradScaler's own path for an optimiser that does not take the inf flag itself
     reads it once per step."""
@@ -69,6 +71,7 @@ def test_the_count_sees_a_sync_per_step_where_there_is_one(monkeypatch):
     assert host_syncs(8, "fp16") > host_syncs(4, "fp16")
 
 
+@pytest.mark.slow
 def test_no_float64_tensor_on_the_training_device(monkeypatch):
     """S7AirNet's whitening is fitted in float64 on purpose, on the CPU whatever the device; nothing else may be."""
     recorder = Recorder(None)

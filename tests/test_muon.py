@@ -60,6 +60,7 @@ def test_muon_takes_the_banks_that_mix_channels_and_sgd_everything_else():
         Recipe(muon_lr=0.0)
 
 
+@pytest.mark.slow
 def test_training_with_muon_learns_and_resumes_the_same(tmp_path, real_data):
     data = real_data.subset(256, 10)
     recipe = replace(PRESETS["full"].recipe, epochs=2, batch_size=64, muon_lr=0.1, precision="fp32")
