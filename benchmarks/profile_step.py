@@ -3,7 +3,7 @@ the share of the step that Muon's orthogonalisation takes.
 
     python benchmarks/profile_step.py [--preset fast] [--steps 20] [--precision auto] [--out FILE]
 
-It runs helpers.training.train itself on a slice of CIFAR-10 (a warm-up run first, untimed), so what it profiles
+It runs helpers.loop.train itself on a slice of CIFAR-10 (a warm-up run first, untimed), so what it profiles
 is what a run executes. The table (self CPU time per op, the largest first) goes to stdout or --out; the last
 lines give the optimisers' shares of the step.
 """
@@ -15,13 +15,14 @@ from pathlib import Path
 # helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.data import load_cifar10  # noqa: E402
-from helpers.device import keep_freed_memory, pick_device, processor_name  # noqa: E402
-from helpers.models import build_model  # noqa: E402
-from helpers.precision import decide_precision  # noqa: E402
-from helpers.recipes import PRECISIONS, PRESETS, resolve  # noqa: E402
-from helpers.training import train  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from helpers.data import load_cifar10  # noqa: E402
+from helpers.loop import train  # noqa: E402
+from helpers.models import build_model  # noqa: E402
+from helpers.recipes import PRECISIONS, PRESETS, resolve  # noqa: E402
+from helpers.runtime.device import keep_freed_memory, pick_device, processor_name  # noqa: E402
+from helpers.runtime.precision import decide_precision  # noqa: E402
 
 
 def profiled_steps(preset: str, steps: int, precision: str, device) -> tuple[str, dict]:

@@ -1,7 +1,8 @@
 """Milliseconds per training step alone on the machine and beside one busy neighbour, for each way of running the
-intra-op threads: OpenMP's default wait (spin, then sleep), its passive wait, and one thread.
+intra-op threads: OpenMP's default wait (a long spin, then sleep), shorter spins (GNU OpenMP's GOMP_SPINCOUNT, the
+one helpers sets), its passive wait, and one thread.
 
-    python benchmarks/threads.py [--cases fast:128:30 s7net:512:8] [--configs default passive one-thread]
+    python benchmarks/threads.py [--cases fast:128:30 s7net:512:8] [--configs default short-spin passive one-thread]
                                  [--rounds 3] > benchmarks/results/threads/load.jsonl
 
 A case is PRESET:BATCH:STEPS. Every measurement runs in a fresh process, since OpenMP reads its wait policy once,
@@ -30,14 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import device  # noqa: E402
 from helpers.data import CIFAR10  # noqa: E402
+from helpers.loop import seed_everything, train  # noqa: E402
 from helpers.models import build_model  # noqa: E402
 from helpers.recipes import resolve  # noqa: E402
-from helpers.training import seed_everything, train  # noqa: E402
 
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 # name: (environment set before torch loads, intra-op threads; None keeps torch's choice)
 CONFIGS = {"default": ({}, None), "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
-           "short-spin": ({"GOMP_SPINCOUNT": "10000"}, None), "one-thread": ({}, 1)}
+           "short-spin": ({"GOMP_SPINCOUNT": "10000"}, None), "shorter-spin": ({"GOMP_SPINCOUNT": "1000"}, None),
+           "one-thread": ({}, 1)}
 # One core kept busy for as long as this script lives (should it be killed, the loop ends with it).
 NEIGHBOUR = f"import os\nwhile os.getppid() == {os.getpid()}:\n    pass"
 WARMUP_STEPS = 3
@@ -103,7 +105,7 @@ def main(argv=None) -> None:
     parser.add_argument("--cases", nargs="+", type=parse_case, metavar="PRESET:BATCH:STEPS",
                         default=[parse_case("fast:128:30"), parse_case("s7net:512:8")],
                         help="the presets' networks and batches (default: fast:128:30 s7net:512:8)")
-    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["default", "passive", "one-thread"])
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["default", "short-spin", "passive", "one-thread"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--precision", default="bf16", help="for a preset whose precision is auto (default bf16)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -29,21 +29,24 @@ from pathlib import Path
 # helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.checkpoints import save_checkpoint  # noqa: E402
-from helpers.data import load_cifar10  # noqa: E402
-from helpers.device import keep_freed_memory, peak_gflops, pick_device, processor_name, synchronize  # noqa: E402
-from helpers.evaluation import evaluate  # noqa: E402
-from helpers.models import build_model, count_parameters  # noqa: E402
-from helpers.muon import newton_schulz_flops  # noqa: E402
-from helpers.optimizers import muon_banks  # noqa: E402
-from helpers.precision import decide_precision  # noqa: E402
-from helpers.recipes import ConfigError, Recipe, quick_data, training_steps  # noqa: E402
-from helpers.runs import writable_folder  # noqa: E402
-from helpers.train import USER_ERRORS, add_run_options, exit_with_error, resolve_options  # noqa: E402
-from helpers.training import seed_everything, train  # noqa: E402
-from helpers.zoo import count_macs  # noqa: E402
 import torch  # noqa: E402
 
+from helpers.checkpoints import save_checkpoint  # noqa: E402
+from helpers.data import load_cifar10  # noqa: E402
+from helpers.evaluation import evaluate  # noqa: E402
+from helpers.loop import seed_everything, train  # noqa: E402
+from helpers.models import (  # noqa: E402
+    build_model,
+    count_macs,  # noqa: E402
+    count_parameters,
+)
+from helpers.muon import newton_schulz_flops  # noqa: E402
+from helpers.optimizers import muon_banks  # noqa: E402
+from helpers.recipes import ConfigError, Recipe, quick_data, training_steps  # noqa: E402
+from helpers.runtime.device import keep_freed_memory, peak_gflops, pick_device, processor_name, synchronize  # noqa: E402
+from helpers.runtime.precision import decide_precision  # noqa: E402
+from helpers.runtime.runs import writable_folder  # noqa: E402
+from helpers.train import USER_ERRORS, add_run_options, exit_with_error, resolve_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP_STEPS = 5  # an untimed run of this many steps first: kernels chosen (cuDNN's benchmark), memory allocated

@@ -27,9 +27,10 @@ import numpy as np
 # helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.checkpoints import CheckpointError, load_checkpoint, rebuild_model, reported_tta  # noqa: E402
-from helpers.device import processor_name  # noqa: E402
 import torch  # noqa: E402
+
+from helpers.checkpoints import CheckpointError, load_checkpoint, rebuild_model, reported_tta  # noqa: E402
+from helpers.runtime.device import processor_name  # noqa: E402
 
 TEST_MD5 = {"cifar-10-batches-bin/test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
             "cifar-10-batches-py/test_batch": "40351d587109b95175f43aff81a1287e"}

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from torch import nn
 
-from .receptive_field import empirical_rf, format_rf_table, rf_rows
-from .spec import check_s7, format_checks
-from .trace import trace
+from .checker.receptive_field import empirical_rf, format_rf_table, rf_rows
+from .checker.spec import check_s7, format_checks
+from .checker.trace import trace
 
 
 class LoadError(Exception):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import model_input
-from .precision import exact_fp32
+from .runtime.precision import exact_fp32
 
 
 @torch.no_grad()
@@ -49,13 +49,18 @@ def evaluate(model, images, labels, tta: str = "none") -> float:
     return accuracy(predict(model, images, tta), labels)
 
 
+def confusion_matrix(labels, predicted, num_classes: int = 10):
+    """counts[true, predicted] as an int64 tensor."""
+    index = labels.cpu() * num_classes + predicted.cpu()
+    return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
 def mistake_summary(labels, logits, classes) -> dict:
     """What a reading of the errors needs, computed: each class's accuracy, the largest confusions (true,
     predicted, count), how many mistakes, and the median confidence of right and of wrong predictions."""
     labels = labels.cpu()
     probabilities, predicted = logits.softmax(1).max(1)
-    counts = torch.zeros(len(classes), len(classes), dtype=torch.int64)
-    counts.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    counts = confusion_matrix(labels, predicted, len(classes))
     per_class = (100 * counts.diag() / counts.sum(1)).tolist()
     off_diagonal = counts - torch.diag(counts.diag())
     top = off_diagonal.flatten().argsort(descending=True)[:6].tolist()

@@ -139,7 +139,7 @@ class S7Net(C1C2C3C4O):
     C1 (32x32) is a single cheap 3x3 conv: full resolution is where every multiply costs the most.
     C2 (16x16) adds a depthwise-separable conv, C3 (8x8) opens with a dilated conv (dilation 2 sees 5x5 with
     3x3 weights) then another depthwise-separable one, C4 (4x4) holds the widest convs, where they are cheap.
-    The receptive field ends at 74 pixels with the defaults (see helpers.receptive_field).
+    The receptive field ends at 74 pixels with the defaults (see helpers.checker.receptive_field).
     """
 
     def __init__(self, widths=(32, 64, 128, 192), num_classes: int = 10, dilation: int = 2):
@@ -279,6 +279,32 @@ def count_parameters(model: nn.Module) -> int:
     """Every parameter, trained or frozen (S7AirNet's whitening filters and BatchNorm scales count too):
     the number the assignment limits. Buffers such as BN statistics are not parameters."""
     return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_shape) -> int:
+    """Multiply-accumulates of one forward pass on one image, summed by forward hooks on every convolution and
+    linear layer.
+
+    A Conv2d spends one weight slice, (in_channels/groups) * kh * kw MACs, per output element, and a Linear one
+    row, in_features, per output; a ConvTranspose2d spends one slice, (out_channels/groups) * kh * kw, per input
+    element (the inserted zeros cost nothing).
+    """
+    macs = 0
+
+    def hook(module, inputs, output):
+        nonlocal macs
+        elements = inputs[0] if isinstance(module, nn.ConvTranspose2d) else output
+        macs += elements.numel() * module.weight[0].numel()
+
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    handles = [conv.register_forward_hook(hook) for conv in convs]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return macs
 
 
 def parameter_split(model: nn.Module) -> tuple[int, int]:

@@ -6,38 +6,68 @@ The notebook imports everything it calls from here and from `helpers` itself, so
 package changes these imports, which the tests run, and never the notebook's.
 """
 import io
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from torch import nn
 
-from .checkpoints import WEIGHTS, CheckpointError, load_checkpoint, rebuild_model, weights_path
-from .evaluation import accuracy, predict
-from .measured import duration_text
-from .models import build_model, count_parameters
-from .precision import decide_precision
-from .receptive_field import final_rf, rf_table
-from .recipes import PRESETS, Recipe, epochs_text, recipe_from_dict, resolve, training_steps
-from .training import seed_everything, train
+from .checker.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table  # noqa: F401
+from .checker.spec import check_s7, format_checks  # noqa: F401
+
 # What the notebook's cells call, besides the functions below:
-from .checkpoints import model_filename, save_checkpoint  # noqa: F401
+from .checkpoints import (  # noqa: F401
+    WEIGHTS,
+    CheckpointError,
+    load_checkpoint,
+    model_filename,
+    rebuild_model,
+    save_checkpoint,
+    weights_path,
+)
 from .data import default_data_root, load_cifar10  # noqa: F401
-from .describe import airnet_ideas, block_table, markdown_table  # noqa: F401
-from .device import describe_device, pick_device, processor_name  # noqa: F401
-from .erf import erf_table, noise_images  # noqa: F401
-from .erf_figures import erf_figure, gridding_figure  # noqa: F401
-from .gradcam import evidence_summary, gradcam_mistakes_figure, mistake_maps  # noqa: F401
-from .lecture_points import (dilation_figure, overlap_figure, pointwise_demo, pointwise_text,  # noqa: F401
-                             separable_costs, transposed_size_table, worked_example_text)
-from .measured import benchmark_runs, here_note, time_rows  # noqa: F401
-from .models import parameter_split  # noqa: F401
-from .plots import confusion_figure, misclassified_gallery, sample_grid, training_curves  # noqa: F401
-from .readings import (confusion_reading, curve_reading, erf_reading, gradcam_reading, rf_reading,  # noqa: F401
-                       rules_reading, size_steps)
-from .receptive_field import empirical_rf, format_rf_table  # noqa: F401
-from .recipes import quick_data, quick_mode_requested  # noqa: F401
-from .spec import check_s7, format_checks  # noqa: F401
-from .zoo import (checkerboard_figure, conv_table, format_table, rf_growth, rf_growth_figure,  # noqa: F401
-                  upsampler_table)
+from .evaluation import accuracy, predict
+from .lecture.describe import airnet_ideas, block_table, markdown_table  # noqa: F401
+from .lecture.erf import erf_table, noise_images  # noqa: F401
+from .lecture.erf_figures import erf_figure, gridding_figure  # noqa: F401
+from .lecture.gradcam import evidence_summary, gradcam_mistakes_figure, mistake_maps  # noqa: F401
+from .lecture.lecture_points import (  # noqa: F401
+    dilation_figure,
+    overlap_figure,
+    pointwise_demo,
+    pointwise_text,
+    separable_costs,
+    transposed_size_table,
+    worked_example_text,
+)
+from .lecture.plots import confusion_figure, misclassified_gallery, sample_grid, training_curves  # noqa: F401
+from .lecture.readings import (  # noqa: F401
+    confusion_reading,
+    curve_reading,
+    erf_reading,
+    gradcam_reading,
+    rf_reading,
+    rules_reading,
+    size_steps,
+)
+from .lecture.records import benchmark_runs, duration_text, here_note, time_rows  # noqa: F401
+from .lecture.zoo import checkerboard_figure, conv_table, format_table, rf_growth, rf_growth_figure, upsampler_table  # noqa: F401
+from .loop import seed_everything, train
+from .models import (
+    build_model,
+    count_parameters,
+    parameter_split,  # noqa: F401
+)
+from .recipes import (  # noqa: F401
+    PRESETS,
+    Recipe,
+    epochs_text,
+    quick_data,
+    quick_mode_requested,
+    recipe_from_dict,
+    resolve,
+    training_steps,
+)
+from .runtime.device import describe_device, pick_device, processor_name  # noqa: F401
+from .runtime.precision import decide_precision
 
 STORY = ("tutorial", "s7net", "fast", "full")  # the given network, the answer, and S7AirNet fast and full
 

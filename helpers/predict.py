@@ -96,7 +96,8 @@ def top_classes(model, images: torch.Tensor, k: int = 3, tta: str = "flip") -> l
             for row_probabilities, row_indices in zip(probabilities, indices)]
 
 
-def complain(message: str) -> None:
+def print_error(message: str) -> None:
+    """A file that could not be used, in the form of an argparse error; the other images are still predicted."""
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
         checkpoint = load_checkpoint(args.weights)
         model = rebuild_model(checkpoint, args.weights).eval()
     except CheckpointError as error:
-        complain(str(error))
+        print_error(str(error))
         return 2
     print(f"model {args.weights}: {provenance(checkpoint)}")
     paths, images = [], []
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
             images.append(load_image(path))
             paths.append(path)
         except NotAnImageError as error:
-            complain(str(error))
+            print_error(str(error))
     if images:
         for path, top in zip(paths, top_classes(model, torch.stack(images),
                                                 tta=reported_tta(checkpoint) if args.tta else "none")):

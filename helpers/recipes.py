@@ -18,6 +18,11 @@ class ConfigError(ValueError):
     """Settings that do not fit together (batch size, data, processes, a resumed run); the message says which."""
 
 
+def first_line(error: Exception) -> str:
+    """An error in one line for a message: its text's first line, or its type when it has no text."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that decides a training run besides the network and the seed."""
@@ -36,7 +41,7 @@ class Recipe:
     alternate_flip: bool = False  # flip image i in epoch e when i + e is odd instead: each seen both ways in turn
     bias_lr_scale: float = 1.0   # BatchNorm shifts learn this many times faster (their decay per step unchanged)
     muon_lr: float | None = None  # conv filters that mix channels take Muon steps (helpers.muon), this peak lr
-    precision: str = "auto"      # bf16 | fp16 | fp32 autocast, or "auto": chosen per device (helpers.precision)
+    precision: str = "auto"      # bf16 | fp16 | fp32 autocast, or "auto": chosen per device (helpers.runtime.precision)
     channels_last: bool = True   # NHWC memory layout, the one oneDNN and cuDNN convolutions prefer
     sync_batchnorm: bool = False  # under torchrun on GPUs: BatchNorm statistics of the global batch (see distribute)
     compile: bool = False        # torch.compile the network: fused kernels, fewer launches; a compile first

@@ -3,7 +3,7 @@
 Every command that trains (this one and benchmarks/time_to_accuracy.py) takes the same options with the same
 meanings, resolved by helpers.recipes.resolve; a user's mistake ends any of them with one `error:` line and
 status 2, an interruption with one line saying what was kept and status 130. The loop itself is
-helpers.training.train.
+helpers.loop.train.
 """
 import argparse
 import inspect
@@ -16,19 +16,34 @@ from pathlib import Path
 
 import torch
 
+from .checker.spec import check_s7
 from .checkpoints import CheckpointError, load_resumable, model_filename, save_checkpoint
 from .data import DatasetError, load_cifar10
-from .device import describe_device, keep_freed_memory, processor_name
-from .distributed import (DistributedSetupError, DistributedTimeoutError, distributed_session, is_main_process,
-                          world_size)
 from .evaluation import evaluate
+from .loop import NonFiniteLossError, seed_everything, train
 from .models import ARCHITECTURES, build_model, count_parameters
-from .precision import decide_precision
-from .recipes import (DEFAULT_PRESET, PRECISIONS, PRESETS, ConfigError, Preset, epoch_count, epochs_text, quick_data,
-                      recipe_from_dict, resolve)
-from .runs import claimed, remove_other_runs, resume_hint, train_command
-from .spec import check_s7
-from .training import NonFiniteLossError, seed_everything, train
+from .recipes import (
+    DEFAULT_PRESET,
+    PRECISIONS,
+    PRESETS,
+    ConfigError,
+    Preset,
+    epoch_count,
+    epochs_text,
+    quick_data,
+    recipe_from_dict,
+    resolve,
+)
+from .runtime.device import describe_device, keep_freed_memory, processor_name
+from .runtime.distributed import (
+    DistributedSetupError,
+    DistributedTimeoutError,
+    distributed_session,
+    is_main_process,
+    world_size,
+)
+from .runtime.precision import decide_precision
+from .runtime.runs import held_run_folder, remove_other_runs, resume_hint, train_command
 
 USER_ERRORS = (DatasetError, ConfigError, CheckpointError, NonFiniteLossError, DistributedTimeoutError,
                DistributedSetupError)
@@ -211,7 +226,7 @@ def run(args, device):
         config = {"preset": name, "seed": args.seed or 0, "quick": bool(args.quick)}
         out = Path(args.out or f"runs/{name}{'-quick' if args.quick else ''}-seed{config['seed']}")
     report = print if is_main_process() else (lambda *_, **__: None)
-    with claimed(out, args.overwrite, resuming=bool(args.resume)) if is_main_process() else nullcontext():
+    with held_run_folder(out, args.overwrite, resuming=bool(args.resume)) if is_main_process() else nullcontext():
         keep_freed_memory()  # a command owns its process: freed memory is kept for the next step
         report(describe_device(device) + (f"; {world_size()} processes (DistributedDataParallel)"
                                           if world_size() > 1 else ""))

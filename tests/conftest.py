@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from helpers.data import BINARY_FOLDER, PYTHON_FOLDER, TEST_FILES, TRAIN_FILES, default_data_root, find_layout
+from helpers.loop import seed_everything, train
 from helpers.models import S7AirNet
-from helpers.training import seed_everything, train
 
 TINY_AIR = (8, 16, 16, 16)  # S7AirNet widths small enough for a few CPU steps in a test
 

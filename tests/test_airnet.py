@@ -6,17 +6,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.checker.receptive_field import empirical_rf, final_rf, rf_table
+from helpers.checker.spec import check_s7, format_checks
+from helpers.checkpoints import load_model, save_checkpoint
 from helpers.convs import conv3x3
 from helpers.data import to_float, train_batches
-from helpers.models import PatchWhitening, S7AirNet, S7Net, build_model, count_parameters, identity_init
-from helpers.receptive_field import empirical_rf, final_rf, rf_table
-from helpers.spec import check_s7, format_checks
-from helpers.checkpoints import load_model, save_checkpoint
-from helpers.train import main
 from helpers.evaluation import predict
-from helpers.recipes import PRESETS, Recipe
+from helpers.loop import seed_everything, train
+from helpers.models import PatchWhitening, S7AirNet, S7Net, build_model, count_parameters, identity_init
 from helpers.optimizers import parameter_groups
-from helpers.training import seed_everything, train
+from helpers.recipes import PRESETS, Recipe
+from helpers.train import main
 from tests.conftest import TINY_AIR
 
 CPU = torch.device("cpu")

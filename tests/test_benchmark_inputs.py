@@ -10,9 +10,9 @@ import torch
 
 from helpers.checkpoints import save_checkpoint
 from helpers.data import DatasetError
+from helpers.loop import seed_everything, train
 from helpers.models import S7Net
 from helpers.recipes import Recipe
-from helpers.training import seed_everything, train
 from tests.conftest import exits_with
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import time_to_accuracy  # noqa: E402
 import verify_checkpoints  # noqa: E402
-
 
 
 @pytest.mark.parametrize("override, message", [

@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from helpers.checkpoints import save_checkpoint
-from helpers.device import processor_name
-from helpers.models import S7Net, build_model
-from helpers.recipes import PRESETS, QUICK_TRAIN_IMAGES, Recipe, resolve
+from helpers.models import S7Net, build_model, count_macs
 from helpers.muon import newton_schulz_flops
 from helpers.optimizers import muon_banks
-from helpers.precision import decide_precision
-from helpers.zoo import count_macs
+from helpers.recipes import PRESETS, QUICK_TRAIN_IMAGES, Recipe, resolve
+from helpers.runtime.device import processor_name
+from helpers.runtime.precision import decide_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -128,6 +127,7 @@ def tiny_checkpoint(tmp_path_factory, real_data_root):
     return path, accuracies(torch.load(path, weights_only=True), path, *official_test_set(real_data_root))
 
 
+@pytest.mark.slow  # each evaluates on the 10,000 test images in a fresh process
 def test_verify_checkpoints_matches_by_the_path_as_reported_and_fails_on_a_difference_or_a_stranger(
         tmp_path, real_data_root, tiny_checkpoint):
     path, (tta, plain) = tiny_checkpoint
@@ -153,6 +153,7 @@ def test_verify_checkpoints_matches_by_the_path_as_reported_and_fails_on_a_diffe
     assert relative.returncode == 0 and "matches the report" in relative.stdout, relative.stderr
 
 
+@pytest.mark.slow  # each evaluates on the 10,000 test images in a fresh process
 def test_without_a_report_a_checkpoint_is_compared_with_the_accuracy_it_carries(tmp_path, real_data_root,
                                                                                  tiny_checkpoint, monkeypatch):
     monkeypatch.setenv("CIFAR10_ROOT", str(real_data_root))  # --data defaults to it, as everywhere
@@ -204,6 +205,7 @@ def test_the_gpu_check_shows_every_step_it_would_run_and_runs_none(tmp_path):
     assert not (tmp_path / "out").exists()  # a dry run makes nothing
 
 
+@pytest.mark.slow  # each evaluates on the 10,000 test images in a fresh process
 @pytest.mark.parametrize("where, offset, status, words", [
     ("this cpu", 0.0, 0, "matches the report"),
     ("this cpu", 0.01, 1, "DIFFERS from the report"),  # one image, on the processor that measured it: a defect

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import models, runs
+from helpers import models
 from helpers import train as cli_module
 from helpers.checkpoints import CheckpointError, load_model, load_resumable, save_checkpoint
-from helpers.train import main
 from helpers.models import S7Net
+from helpers.runtime import runs
+from helpers.train import main
 from tests.conftest import exits_with as exits_with_one_line
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,8 +2,16 @@
 import torch
 import torch.nn.functional as F
 
-from helpers.convs import (DepthwiseSeparableConv2d, PixelShuffleUpsample, ResizeConvUpsample,
-                           SpatiallySeparableConv2d, TransposedConvUpsample, conv3x3, dilated_conv, grouped_conv)
+from helpers.convs import (
+    DepthwiseSeparableConv2d,
+    PixelShuffleUpsample,
+    ResizeConvUpsample,
+    SpatiallySeparableConv2d,
+    TransposedConvUpsample,
+    conv3x3,
+    dilated_conv,
+    grouped_conv,
+)
 
 
 def count(module):

@@ -15,9 +15,18 @@ import torch
 
 from helpers import data as data_module
 from helpers import download as download_module
+from helpers.data import (
+    BINARY_FOLDER,
+    CLASSES,
+    PYTHON_FOLDER,
+    DatasetError,
+    apply_augmentation,
+    download_cifar10,
+    draw_augmentation,
+    load_cifar10,
+    train_batches,
+)
 from helpers.download import DownloadError
-from helpers.data import (BINARY_FOLDER, CLASSES, PYTHON_FOLDER, DatasetError, apply_augmentation, download_cifar10,
-                          draw_augmentation, load_cifar10, train_batches)
 from tests.conftest import write_binary_layout, write_python_layout
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import recipes
-from helpers.describe import airnet_ideas, block_table, layer_words, markdown_table
+from helpers.lecture.describe import airnet_ideas, block_table, layer_words, markdown_table
 from helpers.models import S7AirNet, S7Net
 
 

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from helpers.data import CIFAR10
-from helpers import device as device_module
-from helpers.device import cpu_name, peak_gflops, probe_dtypes, probe_matmul
-from helpers.precision import unsupported_reason
+from helpers.loop import train
 from helpers.recipes import Recipe
-from helpers.training import train
+from helpers.runtime import device as device_module
+from helpers.runtime.device import cpu_name, peak_gflops, probe_dtypes, probe_matmul
+from helpers.runtime.precision import unsupported_reason
 
 # Run in a fresh process: any training earlier in the test session has already changed its allocator.
 FAULTS_PER_STEP = """
 import json, resource, torch
-from helpers.device import keep_freed_memory
+from helpers.runtime.device import keep_freed_memory
 from helpers.models import S7AirNet
 
 model = S7AirNet(widths=(24, 64, 128, 128)).to(memory_format=torch.channels_last)

@@ -4,22 +4,21 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import data as data_module
-from helpers.data import CIFAR10, train_batches
-from helpers import distributed
 from helpers.checkpoints import load_model
-from helpers.distributed import distributed_session, process_group_timeout
+from helpers.data import CIFAR10, train_batches
+from helpers.loop import seed_everything, train
 from helpers.models import S7Net, TutorialNet
-from helpers.recipes import Recipe
-from helpers.recipes import ConfigError
-from helpers.training import seed_everything, train
+from helpers.recipes import ConfigError, Recipe
+from helpers.runtime import distributed
+from helpers.runtime.distributed import distributed_session, process_group_timeout
 from tests.conftest import free_port, made_up_images
 
 # Plain fp32 and layout: what is compared is the arithmetic of the update, to a tight tolerance.
@@ -114,7 +113,7 @@ def test_each_process_augments_only_its_slice_and_gets_the_slice_of_the_augmente
     monkeypatch.setattr(distributed, "world_size", lambda: 3)
     for r, size in enumerate([43, 42, 42]):
         monkeypatch.setattr(distributed, "rank", lambda r=r: r)
-        share = distributed.process_share(127)
+        share = distributed.process_slice(127)
         augmented.clear()
         for (x, y), (x_all, y_all) in zip(batches(share), whole, strict=True):
             assert torch.equal(x, x_all[share]) and torch.equal(y, y_all[share])
@@ -129,7 +128,7 @@ def test_any_batch_splits_over_any_number_of_processes_and_the_losses_weigh_by_s
     shares = []
     for r in range(processes):
         monkeypatch.setattr(distributed, "rank", lambda r=r: r)
-        shares.append(distributed.process_share(batch))
+        shares.append(distributed.process_slice(batch))
     assert [s.stop - s.start for s in shares] == sizes
     assert [i for s in shares for i in range(s.start, s.stop)] == list(range(batch))  # the whole batch, once
     # DDP averages the processes' gradients (1 / processes each) of their weighted mean losses (1 / slice size
@@ -164,7 +163,7 @@ def test_torchrun_trains_with_two_processes_and_only_rank_0_writes(tmp_path, rea
 # Each rank imports, waits for "go" (so the 5 s timeout does not also time the other's import), joins, then sums.
 STALL_SCRIPT = """
 import sys, torch
-from helpers.distributed import all_reduce_sum, distributed_session
+from helpers.runtime.distributed import all_reduce_sum, distributed_session
 print("imported", flush=True)
 sys.stdin.readline()
 with distributed_session("cpu"):
@@ -242,7 +241,7 @@ def test_every_process_makes_the_same_syncbatchnorm_choice_from_the_global_batch
     sizes = []
     for r in range(processes):
         monkeypatch.setattr(distributed, "rank", lambda r=r: r)
-        share = distributed.process_share(batch)
+        share = distributed.process_slice(batch)
         sizes.append(share.stop - share.start)
     assert sizes == shares  # the slices straddle the threshold, so a per-slice choice would split the ranks
 

@@ -7,14 +7,23 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from helpers.checkpoints import weights_path, load_model
-from helpers.erf import (BLOCKS, effective_rf, erf_square_sides, erf_table, measured_holes, noise_images, path_counts,
-                         predicted_holes, rf_squares)
-from helpers.erf_figures import erf_figure, gridding_figure
-from helpers.gradcam import grad_cam
+from helpers.checker.positive_paths import positive_paths
+from helpers.checker.receptive_field import final_rf, rf_table
+from helpers.checkpoints import load_model, weights_path
+from helpers.lecture.erf import (
+    BLOCKS,
+    effective_rf,
+    erf_square_sides,
+    erf_table,
+    measured_holes,
+    noise_images,
+    path_counts,
+    predicted_holes,
+    rf_squares,
+)
+from helpers.lecture.erf_figures import erf_figure, gridding_figure
+from helpers.lecture.gradcam import grad_cam
 from helpers.models import S7AirNet
-from helpers.positive_paths import positive_paths
-from helpers.receptive_field import final_rf, rf_table
 from tests.conftest import TINY_AIR, png_kb
 
 
@@ -99,7 +108,7 @@ def test_theoretical_squares_of_s7airnet_by_hand():
 
 
 def test_theoretical_squares_are_where_the_gradient_reaches():
-    """With every path positive (helpers.positive_paths) the input gradient is non-zero exactly on the
+    """With every path positive (helpers.checker.positive_paths) the input gradient is non-zero exactly on the
     theoretical field: its extent must be the square the formulas place."""
     model = tiny_airnet()
     squares = rf_squares(model, BLOCKS, (3, 64, 64))

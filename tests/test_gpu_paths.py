@@ -13,11 +13,11 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers.data import CIFAR10
+from helpers.loop import train
 from helpers.models import PatchWhitening, S7AirNet, S7Net
 from helpers.optimizers import build_optimizers
-from helpers.precision import exact_fp32
 from helpers.recipes import PRESETS
-from helpers.training import train
+from helpers.runtime.precision import exact_fp32
 from tests.conftest import TINY_AIR, made_up_images
 
 CPU = torch.device("cpu")
@@ -154,7 +154,8 @@ def test_an_fp32_run_trains_in_true_fp32_and_restores_torchs_tf32_settings(monke
     run. The flags are global, so the training loop is run here on the CPU as if its device were a GPU."""
     if not hasattr(torch.backends.cudnn.conv, "fp32_precision"):
         pytest.skip("torch before the new flags")
-    from helpers import precision, training
+    from helpers import loop as training
+    from helpers.runtime import precision
     monkeypatch.setattr(training, "training_arithmetic",
                         lambda device, chosen: precision.training_arithmetic(torch.device("cuda"), chosen))
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
@@ -179,7 +180,7 @@ def test_an_fp32_run_trains_in_true_fp32_and_restores_torchs_tf32_settings(monke
 
 
 def test_under_torchrun_only_the_first_process_evaluates(monkeypatch):
-    from helpers import training
+    from helpers import loop as training
     monkeypatch.setattr(training, "is_main_process", lambda: False)
     monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: pytest.fail("evaluated"))
     history = train(S7Net((8, 16, 32, 48)), made_up_data(64), replace(PRESETS["s7net"].recipe, epochs=1,

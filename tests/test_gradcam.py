@@ -7,10 +7,10 @@ from torch import nn
 
 from helpers.checkpoints import load_model, weights_path
 from helpers.evaluation import predict
-from helpers.gradcam import MistakeMaps, evidence_summary, grad_cam, gradcam_mistakes_figure, mistake_maps
+from helpers.lecture.gradcam import MistakeMaps, evidence_summary, grad_cam, gradcam_mistakes_figure, mistake_maps
+from helpers.lecture.plots import misclassified_gallery
 from helpers.models import S7AirNet
 from helpers.notebook import jpeg_bytes
-from helpers.plots import misclassified_gallery
 from tests.conftest import TINY_AIR
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import training
-from helpers.measured import duration_text
+from helpers import loop as training
+from helpers.lecture.records import duration_text
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-HELPERS = sorted((ROOT / "helpers").glob("*.py"))
+HELPERS = sorted((ROOT / "helpers").rglob("*.py"))
 
 
 def readme_rows() -> list[list[str]]:
@@ -35,6 +35,8 @@ def test_the_readme_layout_names_every_module_and_script():
     layout = README.read_text().split("## Layout")[1].split("\n## ")[0]
     files = HELPERS + sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.sh"))
     assert [f.name for f in files if f.name != "__init__.py" and f.name not in layout] == []
+    packages = {p.parent.name for p in HELPERS if p.name == "__init__.py"} - {"helpers"}
+    assert packages == {"runtime", "checker", "lecture"} and all(f"{name}/:" in layout for name in packages)
 
 
 def test_every_preset_row_of_the_readme_quotes_its_record():
@@ -79,19 +81,33 @@ def test_no_measured_percentage_in_a_comment_or_docstring(path):
     assert not found, f"{path.name}: {found}"
 
 
+def module_name(path: Path) -> str:
+    """helpers/checker/rules.py -> "checker.rules"; a package's __init__.py is the package itself."""
+    parts = path.relative_to(ROOT / "helpers").with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def helpers_imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+    """The helpers modules that one module imports, relative or absolute, each as its module_name."""
+    package = module_name(path).split(".")[:-1] if path.name != "__init__.py" else module_name(path).split(".")
     names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names.add(node.module.split(".")[0] if node.module else "")
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[:len(package) - node.level + 1] if node.level > 1 else package
+            names.add(".".join([*base, *(node.module.split(".") if node.module else [])]))
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("helpers."):
-            names.add(node.module.split(".")[1])
+            names.add(node.module.removeprefix("helpers."))
     return names - {""}
 
 
+def test_the_import_reader_resolves_relative_imports_in_sub_packages():
+    assert {"runtime.device", "models", "checker.receptive_field", "checker.rules", "checker.trace"} <= \
+        helpers_imports(ROOT / "helpers/checker/spec.py")
+    assert "checker.graph" in helpers_imports(ROOT / "helpers/checker/windows.py")
+
+
 def test_no_two_helpers_modules_import_each_other_directly_or_in_a_loop():
-    graph = {p.stem: helpers_imports(p) for p in HELPERS}
+    graph = {module_name(p): helpers_imports(p) for p in HELPERS if p.name != "__init__.py"}
 
     def reaches(start, goal, seen=()):
         return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph.get(start, ()))
@@ -100,15 +116,13 @@ def test_no_two_helpers_modules_import_each_other_directly_or_in_a_loop():
     assert not circles, f"modules in an import circle: {circles}"
 
 
-@pytest.mark.parametrize("path", HELPERS, ids=lambda p: p.name)
-def test_modules_stay_readable_in_one_sitting(path):
-    assert len(path.read_text().splitlines()) <= 300, path.name
-
-
 def test_the_training_step_reads_top_to_bottom_in_one_function():
-    source = inspect.getsource(training.train)
-    body = ast.parse(source).body[0].body[1:]  # after the docstring
-    lines = source.splitlines()[body[0].lineno - 1:]
-    assert len(lines) <= 60 and "hasattr" not in source
-    for step in ("set_learning_rates(", "net(x)", ".backward()", "scaler.step(", "evaluate(", "save_checkpoint("):
-        assert step in source, step
+    """train() holds the step itself (forward, backward, optimiser step), calls no train() (no probe inside it) and
+    asks no object what it can do (hasattr)."""
+    tree = ast.parse(inspect.getsource(training.train)).body[0]
+    calls = [c for c in ast.walk(tree) if isinstance(c, ast.Call)]
+    called = {(c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", None)) for c in calls}
+    assert {"net", "backward", "step", "set_learning_rates", "evaluate", "save_checkpoint"} <= called
+    # net.train() (no argument) switches a module to training mode; any other call of a train is the loop again
+    loops = [ast.unparse(c) for c in calls if ast.unparse(c.func).endswith("train") and ast.unparse(c) != "net.train()"]
+    assert not loops and "hasattr" not in called, loops

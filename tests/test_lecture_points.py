@@ -5,10 +5,20 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from helpers.lecture_points import (dilated_taps, dilation_figure, grids_text, interior_counts,  # noqa: E402
-                                    overlap_counts, overlap_figure, pointwise_demo, pointwise_text,
-                                    separable_costs, transposed_output_size, transposed_size_table,
-                                    worked_example_text)
+from helpers.lecture.lecture_points import (  # noqa: E402
+    dilated_taps,
+    dilation_figure,
+    grids_text,
+    interior_counts,
+    overlap_counts,
+    overlap_figure,
+    pointwise_demo,
+    pointwise_text,
+    separable_costs,
+    transposed_output_size,
+    transposed_size_table,
+    worked_example_text,
+)
 from helpers.models import S7AirNet, S7Net  # noqa: E402
 
 

@@ -3,7 +3,7 @@ time belongs to the machine that measured it, and no machine's time is converted
 import json
 import re
 
-from helpers.measured import RESULTS, benchmark_runs, here_note, time_rows
+from helpers.lecture.records import RESULTS, benchmark_runs, here_note, time_rows
 
 ZEN5 = "AMD EPYC (family 26, model 2)"
 

@@ -3,8 +3,7 @@ import torch
 from torch import nn
 
 from helpers.convs import DepthwiseSeparableConv2d
-from helpers.models import (CIFAR10_MEAN, CIFAR10_STD, GlobalAvgPool2d, S7AirNet, S7Net, TutorialNet,
-                           count_parameters)
+from helpers.models import CIFAR10_MEAN, CIFAR10_STD, GlobalAvgPool2d, S7AirNet, S7Net, TutorialNet, count_parameters
 
 
 def test_tutorial_net_is_the_pytorch_tutorial_network():

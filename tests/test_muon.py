@@ -9,8 +9,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from helpers.checkpoints import load_resumable
 from helpers.models import S7AirNet
 from helpers.muon import Muon, is_filter_bank, newton_schulz_flops, orthogonalise
-from helpers.recipes import PRESETS, Recipe
 from helpers.optimizers import build_optimizers, parameter_groups
+from helpers.recipes import PRESETS, Recipe
 from tests.conftest import TINY_AIR, train_tiny_airnet
 
 

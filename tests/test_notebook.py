@@ -1,7 +1,7 @@
 """The notebook as a document, and the helpers that make its prose true.
 
 - No markdown cell types a figure about an output: every accuracy, receptive field, count, time or percentage in
-  prose is printed by a code cell (display(Markdown(...)) from helpers.readings and helpers.notebook).
+  prose is printed by a code cell (display(Markdown(...)) from helpers.lecture.readings and helpers.notebook).
 - Its saved outputs, and those of a quick run: small, no line over 120 characters, every accuracy labelled plain
   or TTA, no progress-bar fragments.
 - LOAD_WEIGHTS works for each preset, and a missing seed stops the settings cell with one clear sentence.
@@ -18,8 +18,7 @@ from nbclient.exceptions import CellExecutionError
 from helpers.checkpoints import weights_path
 from helpers.data import CIFAR10
 from helpers.models import S7Net, TutorialNet
-from helpers.notebook import (STORY, Obtained, comparison_table, how_it_ran, load, plan, run_prose,
-                              training_prose)
+from helpers.notebook import STORY, Obtained, comparison_table, how_it_ran, load, plan, run_prose, training_prose
 from helpers.recipes import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from helpers.plots import (confusion_figure, misclassified_gallery, mosaic, overlay, sample_grid,  # noqa: E402
-                           training_curves)
+from helpers.lecture.plots import confusion_figure, misclassified_gallery, mosaic, overlay, sample_grid, training_curves  # noqa: E402
 from helpers.notebook import jpeg_bytes  # noqa: E402
 from tests.conftest import png_kb  # noqa: E402
 

@@ -7,14 +7,20 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from helpers import precision as precision_module
 from helpers.checkpoints import load_resumable
+from helpers.loop import seed_everything, train
 from helpers.models import S7Net
-from helpers.precision import (autocast, cpu_precision, decide_precision, read_cpuinfo, torch_version,
-                               unsupported_reason)
 from helpers.recipes import ConfigError, Recipe
+from helpers.runtime import precision as precision_module
+from helpers.runtime.precision import (
+    autocast,
+    cpu_precision,
+    decide_precision,
+    read_cpuinfo,
+    torch_version,
+    unsupported_reason,
+)
 from helpers.train import main
-from helpers.training import seed_everything, train
 
 CPU = torch.device("cpu")
 TINY = (8, 16, 32, 48)
@@ -111,14 +117,14 @@ def test_a_bf16_run_resumed_with_auto_on_a_gpu_without_bf16_is_refused_as_a_plai
 
 
 def test_a_precision_the_device_lacks_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr("helpers.precision.torch_version", lambda: (2, 5))
+    monkeypatch.setattr("helpers.runtime.precision.torch_version", lambda: (2, 5))
     with pytest.raises(ConfigError, match="bf16 on Apple MPS needs torch 2.6 or newer"):
         decide_precision(Recipe(precision="bf16"), torch.device("mps"))
 
 
 def test_train_takes_only_a_decided_precision(made_up):
     with pytest.raises(ConfigError, match=r'precision is "auto": settle it before training with '
-                                          r'helpers.precision.decide_precision\(recipe, device\)'):
+                                          r'helpers.runtime.precision.decide_precision\(recipe, device\)'):
         train(S7Net(TINY), made_up, Recipe(epochs=1, batch_size=64), device=CPU, progress=False)
 
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.data import CLASSES
-from helpers.models import S7Net
 from helpers.checkpoints import load_model, save_checkpoint
+from helpers.data import CLASSES
 from helpers.evaluation import predict
+from helpers.loop import seed_everything, train
+from helpers.models import S7Net
 from helpers.predict import NotAnImageError, load_image, main, to_rgb, top_classes
 from helpers.recipes import Recipe
-from helpers.training import seed_everything, train
 
 LINE = re.compile(r"^(.+): (\w+) ([01]\.\d{3}), (\w+) ([01]\.\d{3}), (\w+) ([01]\.\d{3})$")
 

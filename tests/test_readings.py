@@ -5,12 +5,20 @@ import math
 import pytest
 import torch
 
-from helpers.readings import (confusion_reading, curve_reading, erf_reading, gradcam_reading, rf_reading,
-                              rules_reading, size_steps, smoothed_loss_floor)
-from helpers.receptive_field import rf_table
-from helpers.recipes import PRESETS
-from helpers.spec import Check
+from helpers.checker.receptive_field import rf_table
+from helpers.checker.spec import Check
+from helpers.lecture.readings import (
+    confusion_reading,
+    curve_reading,
+    erf_reading,
+    gradcam_reading,
+    rf_reading,
+    rules_reading,
+    size_steps,
+    smoothed_loss_floor,
+)
 from helpers.models import S7AirNet
+from helpers.recipes import PRESETS
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.checker.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table
 from helpers.convs import DepthwiseSeparableConv2d
 from helpers.models import S7Net, count_parameters
-from helpers.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table
 
 
 def conv(kernel=3, stride=1, padding=0, dilation=1):

@@ -12,9 +12,9 @@ from torch import nn
 from helpers.checkpoints import CheckpointError, load_model, save_checkpoint
 from helpers.data import CIFAR10
 from helpers.evaluation import predict
+from helpers.loop import train
 from helpers.models import ARCHITECTURES, Network, register
 from helpers.recipes import Recipe
-from helpers.training import train
 from tests.conftest import made_up_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,11 +71,11 @@ def test_float_images_in_0_1_are_taken_as_they_are_and_others_refused():
 
 def test_the_package_imports_from_anywhere_with_its_main_parts(tmp_path):
     """What `pip install -e .` gives (here: the repository on the path, run from another folder)."""
-    code = ("import helpers, helpers.training; "
-            "print(helpers.training.train.__module__, helpers.load_cifar10.__module__, helpers.S7AirNet.__name__)")
+    code = ("import helpers, helpers.loop; "
+            "print(helpers.loop.train.__module__, helpers.load_cifar10.__module__, helpers.S7AirNet.__name__)")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
-    assert result.stdout.split() == ["helpers.training", "helpers.data", "S7AirNet"], result.stderr
+    assert result.stdout.split() == ["helpers.loop", "helpers.data", "S7AirNet"], result.stderr
 
 
 class ConfigurableNet(TinyUserNet):

@@ -8,16 +8,21 @@ from dataclasses import replace
 import pytest
 import torch
 
-from helpers import train as cli_module
 from helpers import download as download_module
+from helpers import train as cli_module
+from helpers.checkpoints import (
+    RESUME_KEYS,
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    load_resumable,
+    save_checkpoint,
+)
 from helpers.data import BINARY_FOLDER, PYTHON_FOLDER
+from helpers.loop import NonFiniteLossError, seed_everything, train
 from helpers.models import S7Net
-from helpers.checkpoints import (RESUME_KEYS, CheckpointError, load_checkpoint, load_model, load_resumable,
-                                 save_checkpoint)
+from helpers.recipes import ConfigError, Recipe
 from helpers.train import main
-from helpers.recipes import Recipe
-from helpers.recipes import ConfigError
-from helpers.training import NonFiniteLossError, seed_everything, train
 from tests.conftest import free_port, write_binary_layout
 
 TINY = ["8", "16", "32", "48"]  # S7Net widths small enough for a few CPU steps in a test

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-import helpers.spec
+import helpers.checker.spec
+from helpers.checker.spec import FAIL, NOT_CHECKED, PASS, Check, check_s7, format_checks
 from helpers.convs import conv3x3
 from helpers.models import S7Net, count_parameters
-from helpers.spec import FAIL, NOT_CHECKED, PASS, Check, check_s7, format_checks
 
 CPU = torch.device("cpu")
 NAMES = ["device", "architecture C1 C2 C3 C4 O", "receptive field", "depthwise-separable conv", "dilated conv",
@@ -25,7 +25,7 @@ def failures(results: dict[str, Check]) -> set[str]:
 
 
 def test_s7net_passes_every_requirement(monkeypatch):
-    monkeypatch.setattr(helpers.spec, "pick_device", lambda: CPU)
+    monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: CPU)
     results = check_s7(S7Net(), 85.0, device=CPU)
     assert [check.name for check in results] == NAMES
     assert [check.state for check in results] == [NOT_CHECKED] + [PASS] * 7  # no GPU: the device row cannot pass
@@ -102,19 +102,19 @@ def test_parameter_breaker_is_over_the_limit():
 
 
 def test_wrong_device_fails_and_the_row_says_what_this_machine_would_choose(monkeypatch):
-    monkeypatch.setattr(helpers.spec, "pick_device", lambda: CPU)
+    monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: CPU)
     results = by_name(S7Net(), device=torch.device("meta"))
     assert failures(results) == {"device"}
     assert results["device"].required == "on meta, the device the run chose"
     assert results["device"].measured == "on cpu; pick_device() picks cpu: torch finds no CUDA GPU and no Apple MPS here"
-    monkeypatch.setattr(helpers.spec, "pick_device", lambda: torch.device("cuda", 0))  # a machine with a GPU
+    monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: torch.device("cuda", 0))  # a machine with a GPU
     check = check_s7(S7Net(), 85.0, device=torch.device("cuda", 0))[0]
     assert (check.measured, check.state) == ("on cpu; pick_device() picks cuda:0", FAIL)
 
 
 def test_without_a_gpu_the_device_row_is_not_checked_here(monkeypatch):
     """Uses-the-GPU cannot be observed on a machine without one: neither pass nor fail, and the total says so."""
-    monkeypatch.setattr(helpers.spec, "pick_device", lambda: CPU)
+    monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: CPU)
     for device in (None, CPU):
         check = check_s7(S7Net(), 85.0, device=device)[0]
         assert (check.state, check.passed, check.failed) == (NOT_CHECKED, False, False)
@@ -122,7 +122,7 @@ def test_without_a_gpu_the_device_row_is_not_checked_here(monkeypatch):
 
 
 def test_a_cpu_run_on_a_machine_with_a_gpu_fails_the_device_row(monkeypatch):
-    monkeypatch.setattr(helpers.spec, "pick_device", lambda: torch.device("cuda", 0))
+    monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: torch.device("cuda", 0))
     check = check_s7(S7Net(), 85.0, device=CPU)[0]
     assert (check.state, check.measured) == (FAIL, "on cpu, though pick_device() picks cuda:0")
     check = check_s7(S7Net(), 85.0)[0]  # a model alone, no run: it may yet be moved
@@ -167,7 +167,7 @@ def test_model_whose_forward_fails_gets_failed_checks_not_an_exception():
 
 
 def test_format_checks(monkeypatch):
-    monkeypatch.setattr(helpers.spec, "pick_device", lambda: CPU)
+    monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: CPU)
     results = check_s7(S7Net(dilation=1), None, device=CPU)
     lines = format_checks(results).splitlines()
     assert len(lines) == 1 + 8 + 1

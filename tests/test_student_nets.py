@@ -19,8 +19,8 @@ The ten ways the old checker went wrong, each with its network here:
 import pytest
 
 import tests.student_nets as nets
-from helpers.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table
-from helpers.spec import check_s7
+from helpers.checker.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table
+from helpers.checker.spec import check_s7
 
 ARCHITECTURE, RF, SEPARABLE, DILATED, GAP = ("architecture C1 C2 C3 C4 O", "receptive field",
                                              "depthwise-separable conv", "dilated conv", "global average pooling")

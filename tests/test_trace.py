@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.trace import trace
-from helpers.trace_layout import regroup
-from helpers.trace_ops import canonical
+from helpers.checker.trace import trace
+from helpers.checker.trace_layout import regroup
+from helpers.checker.trace_ops import canonical
 
 
 class Lambda(nn.Module):

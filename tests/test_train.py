@@ -4,13 +4,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from helpers.models import S7Net
 from helpers.checkpoints import load_model, load_resumable, save_checkpoint
-from helpers.train import main
 from helpers.evaluation import evaluate, predict
+from helpers.loop import seed_everything, train
+from helpers.models import S7Net
 from helpers.optimizers import build_optimizers, lr_factor, set_learning_rates
 from helpers.recipes import PRESETS, Recipe, epoch_count, epochs_text, quick_data, resolve, training_steps
-from helpers.training import seed_everything, train
+from helpers.train import main
 
 TINY = (8, 16, 32, 48)  # S7Net widths small enough for a few CPU steps in a test
 

@@ -3,14 +3,15 @@ reports when evaluated again here, and each S7 network meeting every rule on its
 import pytest
 import torch
 
+from helpers.checker.spec import check_s7
 from helpers.checkpoints import load_checkpoint, rebuild_model, reported_tta, weights_path
 from helpers.evaluation import evaluate
 from helpers.recipes import PRESETS, epoch_count, recipe_from_dict
-from helpers.spec import check_s7
 
 # The rules the tutorial's network breaks, as given: the checks say so on the committed model.
 TUTORIAL_BREAKS = {"architecture C1 C2 C3 C4 O", "receptive field", "depthwise-separable conv", "dilated conv",
                    "global average pooling", "test accuracy"}
+pytestmark = pytest.mark.slow  # every committed model evaluated on the full test set: about 100 s
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

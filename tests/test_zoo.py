@@ -5,10 +5,22 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from helpers.lecture.zoo import (
+    LECTURE_INPUT,
+    LECTURE_KERNEL,
+    checkerboard_demo,
+    checkerboard_figure,
+    checkerboard_score,
+    conv_table,
+    count_macs,
+    format_table,
+    rf_growth,
+    rf_growth_figure,
+    shared_range,
+    upsampler_table,
+    worked_example,
+)
 from helpers.models import TutorialNet
-from helpers.zoo import (LECTURE_INPUT, LECTURE_KERNEL, checkerboard_demo, checkerboard_figure, checkerboard_score,
-                         conv_table, count_macs, format_table, rf_growth, rf_growth_figure, shared_range,
-                         upsampler_table, worked_example)
 from tests.conftest import png_kb
 
 

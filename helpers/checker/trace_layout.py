@@ -1,5 +1,5 @@
 """How a tensor's height and width move through reshapes, permutes and indexing, and the records a handler of
-helpers.trace_ops fills for one call."""
+helpers.checker.trace_ops fills for one call."""
 from typing import NamedTuple
 
 import torch

@@ -12,8 +12,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..checker.receptive_field import rf_table
 from .probes import as_input, probe_copy, recorded_outputs
-from .receptive_field import final_rf, rf_table
 from .zoo import conv_stack
 
 BLOCKS = ("c1", "c2", "c3", "c4")  # a C1C2C3C4O network's blocks, each probed at its output, before the next pool

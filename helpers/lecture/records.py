@@ -1,13 +1,13 @@
 """Measured results, committed as the benchmark wrote them: what the notebook's time table quotes, so that no run
 time is typed by hand, and no time is claimed for a machine that never ran the preset."""
 import json
-import textwrap
 import statistics
+import textwrap
 from pathlib import Path
 
-from .recipes import PRESETS, epochs_text
+from ..recipes import PRESETS, epochs_text
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "current"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "current"
 
 
 def benchmark_runs(folder=RESULTS) -> list[dict]:

@@ -10,6 +10,7 @@ from torch.overrides import TorchFunctionMode
 from .graph import AXES, Trace
 from .trace_ops import ACTIVATIONS, DROPOUTS, NORMS, WEIGHTED, canonical
 
+
 class _PositivePaths(TorchFunctionMode):
     """Every path of the network carries the gradient, so that it is non-zero exactly on the field (see
     positive_paths)."""

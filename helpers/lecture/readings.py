@@ -5,16 +5,16 @@ import math
 
 import torch
 
-from .plots import confusion_matrix
-from .recipes import epochs_text
-from .rules import MIN_RF
+from ..checker.rules import MIN_RF
+from ..evaluation import confusion_matrix
+from ..recipes import epochs_text
 
 ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")  # CIFAR-10's two groups of classes
 VEHICLES = ("airplane", "automobile", "ship", "truck")
 
 
 def verdict(check) -> str:
-    """"pass", "fail" or "not checked here" for one helpers.spec Check."""
+    """"pass", "fail" or "not checked here" for one helpers.checker.spec Check."""
     return check.state
 
 

@@ -22,8 +22,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from ..recipes import ConfigError
 from .device import pick_device
-from .recipes import ConfigError
 
 TIMEOUT_VARIABLE = "S7_DIST_TIMEOUT"
 # Ten minutes, torch's own default for nccl (gloo's is 30): far above the longest legitimate wait between two
@@ -116,7 +116,7 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def process_share(batch_size: int) -> slice:
+def process_slice(batch_size: int) -> slice:
     """This process's slice of every batch: all of it alone; among N processes the first batch_size % N take
     one image more than the others, so that any batch size splits over any number of processes."""
     n, r = world_size(), rank()
@@ -127,10 +127,10 @@ def process_share(batch_size: int) -> slice:
     return slice(start, start + size + (r < extra))
 
 
-def loss_weight(share: slice, batch_size: int) -> float:
+def loss_weight(rows: slice, batch_size: int) -> float:
     """What this process multiplies its mean loss by: DistributedDataParallel averages the processes' gradients,
-    so with slices of unequal size each mean is weighted by its share of the batch (exactly 1.0 when alone)."""
-    return world_size() * (share.stop - share.start) / batch_size
+    so with slices of unequal size each mean is weighted by its part of the batch (exactly 1.0 when alone)."""
+    return world_size() * (rows.stop - rows.start) / batch_size
 
 
 MIN_BATCHNORM_IMAGES = 64  # fewer images per GPU than this, and BatchNorm's statistics are too noisy to trust
@@ -140,9 +140,8 @@ def distribute(model: torch.nn.Module, device: torch.device, sync_batchnorm: boo
                batch_size: int | None = None) -> torch.nn.Module:
     """The module to train with: `model` itself alone, else DistributedDataParallel around it.
 
-    Each process normalises with the statistics of its own slice of the batch: from a few hundred images per GPU
-    they are as good as the global batch's, and SyncBatchNorm costs every BatchNorm forward a host sync, an
-    all_gather and an all_reduce. It is used when asked (sync_batchnorm) and, on GPUs, when the global batch
+    Each process normalises with the statistics of its own slice of the batch, which cost no communication;
+    SyncBatchNorm costs every BatchNorm forward a host sync, an all_gather and an all_reduce. It is used when asked (sync_batchnorm) and, on GPUs, when the global batch
     (batch_size) leaves some process fewer than MIN_BATCHNORM_IMAGES images (see needs_sync_batchnorm). torch's
     SyncBatchNorm refuses CPU tensors, so on CPUs it is an error to ask for it, and small slices keep their own
     statistics. It is converted in place, so the caller's `model` holds the synced layers.
@@ -158,7 +157,7 @@ def distribute(model: torch.nn.Module, device: torch.device, sync_batchnorm: boo
 
 
 def needs_sync_batchnorm(batch_size: int, processes: int) -> bool:
-    """Whether the smallest process slice of a batch_size batch (process_share) is under MIN_BATCHNORM_IMAGES.
+    """Whether the smallest process slice of a batch_size batch (process_slice) is under MIN_BATCHNORM_IMAGES.
 
     Decided from the global batch and the number of processes, never from a process's own slice, so that every
     process decides the same: a process with SyncBatchNorm waits in collectives (an all_gather every forward, an

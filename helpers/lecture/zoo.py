@@ -8,9 +8,18 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from .convs import (DepthwiseSeparableConv2d, PixelShuffleUpsample, ResizeConvUpsample, SpatiallySeparableConv2d,
-                    TransposedConvUpsample, conv3x3, dilated_conv, grouped_conv)
-from .receptive_field import empirical_rf
+from ..checker.receptive_field import empirical_rf, text_table
+from ..convs import (
+    DepthwiseSeparableConv2d,
+    PixelShuffleUpsample,
+    ResizeConvUpsample,
+    SpatiallySeparableConv2d,
+    TransposedConvUpsample,
+    conv3x3,
+    dilated_conv,
+    grouped_conv,
+)
+from ..models import count_macs
 
 LECTURE_INPUT = [[2, 2, 3, 3, 3], [0, 1, 3, 0, 3], [2, 3, 0, 1, 3], [3, 3, 2, 1, 2], [3, 3, 0, 2, 3]]
 LECTURE_KERNEL = [[2, 0, 1], [1, 0, 0], [0, 1, 1]]
@@ -34,32 +43,6 @@ def upsampler_zoo(in_channels: int = 16, out_channels: int = 32) -> dict:
         "pixel shuffle (ICNR)": PixelShuffleUpsample(in_channels, out_channels),
         "resize-conv": ResizeConvUpsample(in_channels, out_channels),
     }
-
-
-def count_macs(model: nn.Module, input_shape) -> int:
-    """Multiply-accumulates of one forward pass on one image, summed by forward hooks on every convolution and
-    linear layer.
-
-    A Conv2d spends one weight slice, (in_channels/groups) * kh * kw MACs, per output element, and a Linear one
-    row, in_features, per output; a ConvTranspose2d spends one slice, (out_channels/groups) * kh * kw, per input
-    element (the inserted zeros cost nothing).
-    """
-    macs = 0
-
-    def hook(module, inputs, output):
-        nonlocal macs
-        elements = inputs[0] if isinstance(module, nn.ConvTranspose2d) else output
-        macs += elements.numel() * module.weight[0].numel()
-
-    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
-    handles = [conv.register_forward_hook(hook) for conv in convs]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return macs
 
 
 def cost_row(name: str, module: nn.Module, input_shape) -> dict:
@@ -96,13 +79,7 @@ def format_table(rows: list) -> str:
     """Fixed-width plain text: text columns left-aligned, numbers right-aligned with thousands separators."""
     columns = list(rows[0])
     cells = [[_cell(row[c]) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    numeric = [not isinstance(rows[0][c], str) for c in columns]
-
-    def line(values):
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
-
-    return "\n".join([line(columns), line("-" * w for w in widths)] + [line(r) for r in cells])
+    return "\n".join(text_table([columns, *cells], [not isinstance(rows[0][c], str) for c in columns], rule=True))
 
 
 def worked_example() -> torch.Tensor:
@@ -198,7 +175,7 @@ def rf_growth(depth: int = 4) -> list:
     """Receptive field of 1..depth stacked 3x3 convs, normal versus dilated 1, 2, 4, 8, ...
 
     Analytic: each stride-1 3x3 at dilation d adds 2d pixels, so 2L + 1 (linear) versus 2^(L+1) - 1
-    (exponential); measured: helpers.receptive_field.empirical_rf on an input wider than the largest field.
+    (exponential); measured: helpers.checker.receptive_field.empirical_rf on an input wider than the largest field.
     """
     input_shape = (1, 2 ** (depth + 2), 2 ** (depth + 2))
     rows = []

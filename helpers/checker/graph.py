@@ -1,14 +1,14 @@
-"""The graph of one forward pass (helpers.trace records it): tensors as Values, torch calls as Ops, and where the
-spatial map ends.
+"""The graph of one forward pass (helpers.checker.trace records it): tensors as Values, torch calls as Ops, and
+where the spatial map ends.
 
 Every Value knows which of its dimensions are the image's height and width ("H", "W", or "HW" once view(N, C, -1)
 merges them) and how large the map is; every Op, how its output positions read its input's (a Step per axis:
-kernel span, stride, offset), which is all helpers.windows needs; the Trace, where the spatial map ends
+kernel span, stride, offset), which is all helpers.checker.windows needs; the Trace, where the spatial map ends
 (Trace.stage): the global pool in any of its forms, or a flatten, or a conv as large as the map.
 """
 from dataclasses import dataclass, field
-from functools import cached_property
 from fractions import Fraction
+from functools import cached_property
 from typing import NamedTuple
 
 import torch

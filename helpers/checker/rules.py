@@ -1,6 +1,7 @@
 """The S7 assignment's structural rules, each read on the graph of what the model computes as a careful grader reads
-them: module or functional, branches included (helpers.trace records one forward pass, helpers.windows puts the
-receptive field on it). Each rule returns what it measured and whether that passes; helpers.spec makes the checks.
+them: module or functional, branches included (helpers.checker.trace records one forward pass,
+helpers.checker.windows puts the receptive field on it). Each rule returns what it measured and whether that
+passes; helpers.checker.spec makes the checks.
 
 The reading, rule by rule:
 - architecture: C1 C2 C3 C4 O, convs before, between and after exactly 3 max-pools (a max-pool that keeps the map's

@@ -7,8 +7,8 @@ only, so F.max_pool2d, x.mean((2, 3)), x + y and torch.cat are invisible to them
 used, only to name each op by the module whose forward runs it ("c3.0.conv"; "layer1.add" for an op a block's own
 forward calls; "max_pool2d#2" for the second one the network's forward calls itself).
 
-The graph (helpers.graph) knows, for every tensor, where its height and width are and how large the map is, for
-every op how its outputs read its input (helpers.trace_ops says it for each function), and where the map ends.
+The graph (helpers.checker.graph) knows, for every tensor, where its height and width are and how large the map is, for
+every op how its outputs read its input (helpers.checker.trace_ops says it for each function), and where the map ends.
 """
 import copy
 import itertools
@@ -47,7 +47,7 @@ class Recorder(TorchFunctionMode):
     """Records every torch call of a forward pass into a Trace (see the module docstring).
 
     stop_after: end the forward pass (raising _Stop) right after the op of that index has run; the probe of
-    helpers.receptive_field needs the map and nothing after it.
+    helpers.checker.receptive_field needs the map and nothing after it.
     """
 
     def __init__(self, model: nn.Module, image: torch.Tensor, stop_after: int | None = None):

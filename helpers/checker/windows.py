@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from .graph import AXES, Op, Trace
 
+
 class Window(NamedTuple):
     """Along one axis, the input pixels one element of a map sees: element i sees start + i * jump up to
     start + i * jump + size - 1; when `fixed`, every element sees the same pixels (a global pool went into it)."""

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from .evaluation import most_confident_mistakes
+from ..evaluation import most_confident_mistakes
 from .plots import overlay, show_image
 from .probes import as_input, layer_name, output_size, probe_copy, recorded_outputs
 

@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .evaluation import most_confident_mistakes
+from ..evaluation import confusion_matrix, most_confident_mistakes
 
 
 def _to_uint8(images) -> np.ndarray:
@@ -86,7 +86,7 @@ def sample_grid(images, labels, classes, per_class: int = 4):
 
 
 def training_curves(history, title: str = ""):
-    """Loss, and train/test accuracy, through training, from a history as returned by helpers.training.train.
+    """Loss, and train/test accuracy, through training, from a history as returned by helpers.loop.train.
 
     The training lines follow every step where the history holds them (a one-epoch run still draws a curve),
     averaged over a twentieth of an epoch, as one batch is noisy; older histories give one point per epoch. The test
@@ -155,12 +155,6 @@ def misclassified_gallery(images, labels, logits, classes, count: int = 8, colum
     fig.suptitle(f"The {len(wrong)} most confident mistakes{f' ({which})' if which else ''}, of "
                  f"{(predicted != labels.cpu()).sum().item():,} in all")
     return fig
-
-
-def confusion_matrix(labels, predicted, num_classes: int = 10):
-    """counts[true, predicted] as an int64 tensor."""
-    index = labels.cpu() * num_classes + predicted.cpu()
-    return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
 def confusion_figure(labels, logits, classes, which: str = ""):

@@ -1,4 +1,4 @@
-"""Receptive field of a CNN, two ways: the windows on the traced graph (helpers.windows), as a table, and the
+"""Receptive field of a CNN, two ways: the windows on the traced graph (helpers.checker.windows), as a table, and the
 gradient ground truth.
 
 The field that counts is that of one unit of the map the global pool averages (the GAP window is not added):
@@ -146,11 +146,14 @@ def final_rf(rows: list[dict]) -> int:
     return max(value) if isinstance(value, tuple) else value
 
 
-def text_table(lines: list[list[str]], right_from: int) -> list[str]:
-    """Fixed-width columns, left-aligned before column right_from and right-aligned from it on."""
+def text_table(lines: list[list[str]], right_aligned: list[bool], rule: bool = False) -> list[str]:
+    """Fixed-width columns, each left- or right-aligned as right_aligned says; `rule` draws dashes under the
+    first line (the header). Every text table of the package is laid out here."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return ["  ".join(cell.rjust(width) if i >= right_from else cell.ljust(width)
-                      for i, (cell, width) in enumerate(zip(line, widths))).rstrip() for line in lines]
+    if rule:
+        lines = [lines[0], ["-" * width for width in widths], *lines[1:]]
+    return ["  ".join(cell.rjust(width) if right else cell.ljust(width)
+                      for cell, width, right in zip(line, widths, right_aligned)).rstrip() for line in lines]
 
 
 def _cell(value) -> str:
@@ -177,7 +180,7 @@ def format_rf_table(rows: list[dict]) -> str:
     lines = [[row["name"], row["kind"], *(_cell(row[key]) for key in ("kernel", "stride", "padding", "dilation")),
               *(f"{_cell(row[key + '_in'])} -> {_cell(row[key + '_out'])}" for key in "nj"), _field_cell(row),
               "*" if row["approximate"] else ""] for row in rows]
-    text = text_table([header, *lines], right_from=2)
+    text = text_table([header, *lines], [i >= 2 for i in range(len(header))])
     text.append(final_rf_sentence(rows))
     if rows and rows[-1]["output_stage"]:
         head = ", ".join(rows[-1]["head"]) or "nothing"

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .data import model_input
+from ..data import model_input
 
 
 def probe_copy(model: nn.Module) -> nn.Module:

@@ -33,7 +33,7 @@ PERMUTES = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis
 REDUCTIONS = {"mean": "mean", "nanmean": "mean", "sum": "sum", "nansum": "sum", "amax": "max", "max": "max",
               "amin": "min", "min": "min", "logsumexp": "logsumexp", "std": "std", "var": "var", "norm": "norm",
               "prod": "prod", "median": "median", "nanmedian": "median"}
-# function families: what the probe of helpers.positive_paths and the rules of helpers.rules treat alike
+# function families: what the probe of helpers.checker.positive_paths and the rules of helpers.checker.rules treat alike
 ACTIVATIONS = {"relu", "relu6", "gelu", "silu", "elu", "selu", "celu", "leaky_relu", "prelu", "rrelu", "hardtanh",
                "hardswish", "hardsigmoid", "sigmoid", "tanh", "softplus", "mish", "softsign", "logsigmoid",
                "threshold", "tanhshrink", "hardshrink", "softshrink", "softmax", "log_softmax", "softmin"}

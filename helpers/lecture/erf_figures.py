@@ -7,8 +7,17 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .erf import (BLOCKS, GRIDDING_STACKS, RFSquare, effective_rfs, erf_square_sides, measured_holes, path_counts,
-                  rf_squares, stack_rf)
+from .erf import (
+    BLOCKS,
+    GRIDDING_STACKS,
+    RFSquare,
+    effective_rfs,
+    erf_square_sides,
+    measured_holes,
+    path_counts,
+    rf_squares,
+    stack_rf,
+)
 
 
 def draw_rf_square(ax, square: RFSquare, shape, colour: str = "cyan") -> None:

@@ -2,12 +2,11 @@
 import ctypes
 import functools
 import platform
-from contextlib import contextmanager
 import statistics
 import time
+from contextlib import contextmanager
 
 import torch
-
 
 
 def pick_device(name: str | None = None) -> torch.device:

@@ -10,9 +10,9 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoints import CheckpointError, load_resumable, model_filename
-from .models import ARCHITECTURES
-from .recipes import ConfigError, epoch_count, epochs_text, recipe_from_dict
+from ..checkpoints import CheckpointError, load_resumable, model_filename
+from ..models import ARCHITECTURES
+from ..recipes import ConfigError, epoch_count, epochs_text, recipe_from_dict
 
 try:
     import fcntl  # POSIX: a lock the system releases when its process ends, however it ends
@@ -60,7 +60,7 @@ def finished_run_in(out: Path) -> str | None:
 
 
 @contextmanager
-def claimed(out: Path, overwrite: bool = False, resuming: bool = False):
+def held_run_folder(out: Path, overwrite: bool = False, resuming: bool = False):
     """Hold `out` for one training: a writable folder, no other training writing to it, and no run in it unless
     `overwrite` (resuming, its own unfinished last.pt excepted: a finished run is replaced only when asked, so a
     last.pt copied into another run's folder cannot delete that run's model). Two trainings started into one folder

@@ -14,8 +14,8 @@ from dataclasses import replace
 
 import torch
 
+from ..recipes import ConfigError, Recipe, recipe_from_dict
 from .device import SINGLE_THREAD_STEP, cpuinfo_fields, cuda_bf16_native, mps_bf16_missing
-from .recipes import ConfigError, Recipe, recipe_from_dict
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MPS_MINIMUM_TORCH = {"bf16": (2, 6), "fp16": (2, 8)}  # autocast with bf16; fp16 needs MPS's GradScaler too
@@ -71,7 +71,7 @@ def require_trainable(device: torch.device, precision: str, resumed: bool = Fals
     """ConfigError unless `precision` is decided ("auto" is not) and this device can train in it."""
     if precision == "auto":
         raise ConfigError('the recipe\'s precision is "auto": settle it before training with '
-                          'helpers.precision.decide_precision(recipe, device), or set Recipe.precision')
+                          'helpers.runtime.precision.decide_precision(recipe, device), or set Recipe.precision')
     reason = device_reason(device, precision)
     if reason:
         raise ConfigError(reason + (" (a resumed run may go on in another precision: --precision)" if resumed else ""))

@@ -1,16 +1,16 @@
 """The S7 networks described in words, read from their modules and recipes: a table of blocks with the rule each
 one's layers serve, and S7AirNet's ideas beyond S7Net, each with its reason and its source. Nothing here judges a
-rule (helpers.spec does): it says where to look."""
+rule (helpers.checker.spec does): it says where to look."""
 from fractions import Fraction
 
 import torch
 from torch import nn
 
-from .convs import DepthwiseSeparableConv2d
+from ..convs import DepthwiseSeparableConv2d
+from ..models import GlobalAvgPool2d, PatchWhitening, ScaledLinear, ShiftBatchNorm2d, build_model
+from ..recipes import PRESETS
 from .erf import rf_squares
 from .probes import probe_copy, recorded_outputs
-from .models import GlobalAvgPool2d, PatchWhitening, ScaledLinear, ShiftBatchNorm2d, build_model
-from .recipes import PRESETS
 
 AIRBENCH = "[airbench](https://github.com/KellerJordan/cifar10-airbench)"
 MUON = "[Muon write-up](https://kellerjordan.github.io/posts/muon/), airbench94_muon"

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from .convs import DepthwiseSeparableConv2d
+from ..convs import DepthwiseSeparableConv2d
 from .zoo import LECTURE_INPUT, LECTURE_KERNEL, worked_example
 
 

@@ -3,7 +3,7 @@
 `train` reads top to bottom as the whole story of a run: the set-up, then for every batch the learning rate, the
 forward pass, the backward pass and the optimiser steps, then each epoch's record, evaluation and checkpoint. The
 helpers below it each do one thing it calls from one place: the epoch's record and what a checkpoint keeps to
-resume. The recipe comes with its precision decided (helpers.precision.decide_precision), and the learning rates
+resume. The recipe comes with its precision decided (helpers.runtime.precision.decide_precision), and the learning rates
 are set by helpers.optimizers. The command line is helpers.train; the recipes, helpers.recipes.
 """
 import itertools
@@ -18,12 +18,12 @@ from tqdm import tqdm
 
 from .checkpoints import CheckpointError, save_checkpoint
 from .data import CIFAR10, train_batches
-from .device import intra_op_threads, pick_device
-from .distributed import all_reduce_sum, distribute, is_main_process, loss_weight, process_share, world_size
 from .evaluation import evaluate
 from .optimizers import build_optimizers, load_optimizer_states, lr_factor, optimizer_states, set_learning_rates
-from .precision import autocast, grad_scaler, require_trainable, training_arithmetic
-from .recipes import ConfigError, Recipe, epoch_count, recipe_from_dict, steps_per_epoch, training_steps
+from .recipes import ConfigError, Recipe, epoch_count, first_line, recipe_from_dict, steps_per_epoch, training_steps
+from .runtime.device import intra_op_threads, pick_device
+from .runtime.distributed import all_reduce_sum, distribute, is_main_process, loss_weight, process_slice, world_size
+from .runtime.precision import autocast, grad_scaler, require_trainable, training_arithmetic
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -48,7 +48,7 @@ def train(model, data: CIFAR10, recipe: Recipe, generator: torch.Generator = Non
           stop_after_epoch: int = None, config: dict = None) -> list[dict]:
     """Train `model` (a helpers.models.Network) on data.train_*; return the history, one dict per epoch.
 
-    recipe: its precision decided (helpers.precision.decide_precision); "auto" is a ConfigError.
+    recipe: its precision decided (helpers.runtime.precision.decide_precision); "auto" is a ConfigError.
     Each entry has epoch, loss, train_acc, test_acc (plain, no TTA; None when not evaluated), peak_lr (the
     schedule's peak, recipe.lr), seconds (the epoch's training time, evaluation excluded), precision, and step_loss
     and step_acc, each step's loss and training accuracy: the curves of a one-epoch run.
@@ -59,13 +59,13 @@ def train(model, data: CIFAR10, recipe: Recipe, generator: torch.Generator = Non
     stop_after_epoch: return after this epoch, the schedule still spanning recipe.epochs, to resume later.
     A fractional recipe.epochs (1.5) ends the last epoch early, after its share of the steps.
     A non-finite loss raises NonFiniteLossError at the end of its epoch, before anything of it is written.
-    Under torchrun (see helpers.distributed) each process trains on its own slice of every batch.
+    Under torchrun (see helpers.runtime.distributed) each process trains on its own slice of every batch.
     """
     device, generator = device or pick_device(), generator or torch.Generator().manual_seed(0)
     require_trainable(device, recipe.precision, resumed=resume_from is not None)
     n_images = len(data.train_images)
     total_steps, per_epoch = training_steps(n_images, recipe), steps_per_epoch(n_images, recipe.batch_size)
-    data, batch_slice = data.to(device), process_share(recipe.batch_size)
+    data, batch_slice = data.to(device), process_slice(recipe.batch_size)
     if resume_from is None:
         model.init_from_data(data.train_images)  # S7AirNet sets its whitening from the data; most networks nothing
     model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
@@ -166,6 +166,5 @@ def restore(checkpoint: dict, model, optimizers, scaler, generator, recipe: Reci
         torch.set_rng_state(checkpoint["torch_rng"])
         generator.set_state(checkpoint["generator"])
     except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
-        first_line = (str(error).splitlines() or [type(error).__name__])[0]
-        raise CheckpointError(f"the checkpoint's saved state does not fit this run: {first_line}") from None
+        raise CheckpointError(f"the checkpoint's saved state does not fit this run: {first_line(error)}") from None
     return checkpoint["epoch"], checkpoint["step"], list(checkpoint["history"])

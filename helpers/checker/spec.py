@@ -1,4 +1,4 @@
-"""The S7 assignment's requirements as checks: the structural ones read on the traced graph (helpers.rules), the
+"""The S7 assignment's requirements as checks: the structural ones read on the traced graph (helpers.checker.rules), the
 parameter count, and what one model object can show of its run. Uses-the-GPU is "not checked here" on a machine
 without one; the accuracy is "not checked here" when none is given (python -m helpers.check measures no accuracy).
 format_checks renders the results as a table.
@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .device import pick_device
-from .models import count_parameters
+from ..models import count_parameters
+from ..recipes import first_line
+from ..runtime.device import pick_device
 from .receptive_field import text_table
 from .rules import TRACED, Reading
 from .trace import BATCH, Trace, trace
@@ -102,8 +103,7 @@ def check_s7(model: nn.Module, test_accuracy=None, *, tta_accuracy=None, device:
     try:
         graph = trace(model, input_shape)
     except Exception as error:  # any model the assignment could be given: report, do not crash
-        first_line = str(error).partition("\n")[0]
-        reason = f"forward on {(BATCH, *input_shape)} failed: {type(error).__name__}: {first_line}"
+        reason = f"forward on {(BATCH, *input_shape)} failed: {type(error).__name__}: {first_line(error)}"
         traced = [Check(name, required, reason, FAIL) for name, required, _ in TRACED]
     else:
         traced = _traced_checks(model, graph, input_shape)
@@ -124,4 +124,4 @@ def format_checks(results: list[Check]) -> str:
     total = f"{counts[PASS]} passed, {counts[FAIL]} failed"
     if counts[NOT_CHECKED]:
         total += f", {counts[NOT_CHECKED]} not checked here"
-    return "\n".join([*text_table(lines, right_from=len(lines[0])), total])
+    return "\n".join([*text_table(lines, [False] * len(lines[0])), total])
