@@ -54,8 +54,8 @@ class Recipe:
             raise ValueError(f"unknown test-time augmentation {self.tta!r}: choose from {', '.join(TTA_MODES)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
-        if not self.epochs > 0:
-            raise ValueError(f"epochs must be above 0, not {self.epochs}")
+        if not 0 < self.epochs < math.inf:
+            raise ValueError(f"epochs must be a finite number above 0, not {self.epochs}")
         if not (isinstance(self.translate, int) and 0 <= self.translate < 32):  # reflect padding of a 32-pixel image
             raise ValueError(f"translate must be a whole number of pixels from 0 to 31, not {self.translate!r}")
         if self.muon_lr is not None and self.muon_lr <= 0:

@@ -23,7 +23,8 @@ import verify_checkpoints  # noqa: E402
 
 
 @pytest.mark.parametrize("override, message", [
-    ("epochs=-1", "--set: epochs must be above 0, not -1.0"),
+    ("epochs=-1", "--set: epochs must be a finite number above 0, not -1.0"),
+    ("epochs=inf", "--set: epochs must be a finite number above 0, not inf"),
     ("precision=fp17", "--set: unknown precision 'fp17'"),
     ("translate=-5", "--set: translate must be a whole number of pixels from 0 to 31, not -5"),
 ])

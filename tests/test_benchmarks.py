@@ -79,8 +79,9 @@ def test_time_to_accuracy_reports_every_field_and_saves_what_it_evaluated(tmp_pa
     images, labels = official_test_set(real_data_root)
     for r in runs:
         path = Path(r["checkpoint"])
-        assert accuracies(torch.load(path, weights_only=True), path, images[:1000], labels[:1000]) == \
-            [r["test_acc"], r["test_acc_plain"]]
+        checkpoint = torch.load(path, weights_only=True)
+        assert checkpoint["test_images"] == 1000  # what verify_checkpoints evaluates it on
+        assert accuracies(checkpoint, path, images[:1000], labels[:1000]) == [r["test_acc"], r["test_acc_plain"]]
 
 
 def test_a_bad_value_is_one_error_line_and_status_2(real_data_root):
