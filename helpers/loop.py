@@ -137,7 +137,7 @@ def epoch_record(epoch: int, losses, correct, start: float, step: int, total_ste
 def format_epoch(entry: dict) -> str:
     test = "-" if entry["test_acc"] is None else f"{entry['test_acc']:.2f}%"
     return (f"epoch {entry['epoch']:2d}  loss {entry['loss']:.3f}  train {entry['train_acc']:.2f}%  "
-            f"test {test}  peak lr {entry['peak_lr']:g}  {entry['seconds']:.1f} s")
+            f"test (plain) {test}  peak lr {entry['peak_lr']:g}  {entry['seconds']:.1f} s")
 
 
 def resumable_state(optimizers, scaler, generator, recipe: Recipe, history, step: int, train_images: int,

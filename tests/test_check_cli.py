@@ -42,7 +42,7 @@ def test_without_a_name_the_files_net_class_is_taken(tmp_path, capsys):
                     "class Net(nn.Sequential):\n    def __init__(self):\n"
                     "        super().__init__(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())\n")
     status, out, _ = run(capsys, path)
-    assert status == 1 and "0 max-pools, convs 1, then AdaptiveAvgPool2d, Flatten" in out
+    assert status == 1 and "0 max-pools; convs per block: 1; then AdaptiveAvgPool2d, Flatten" in out
 
 
 @pytest.mark.parametrize("target, message", [

@@ -101,7 +101,7 @@ def helpers_imports(path: Path) -> set[str]:
 
 
 def test_the_import_reader_resolves_relative_imports_in_sub_packages():
-    assert {"runtime.device", "models", "checker.receptive_field", "checker.rules", "checker.trace"} <= \
+    assert {"runtime.device", "models", "recipes", "checker.rules", "checker.trace"} <= \
         helpers_imports(ROOT / "helpers/checker/spec.py")
     assert "checker.graph" in helpers_imports(ROOT / "helpers/checker/windows.py")
 

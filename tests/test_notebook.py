@@ -222,8 +222,6 @@ def quick_run(real_data_root):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 38 still open: epoch-log and table lines over 120 characters in the outputs",
-                   strict=False)
 def test_a_quick_run_is_small_clean_and_labels_every_accuracy(quick_run):
     size = len(nbformat.writes(quick_run).encode())
     assert document_problems(quick_run, size) == []

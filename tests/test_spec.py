@@ -32,7 +32,7 @@ def test_s7net_passes_every_requirement(monkeypatch):
     measured = {check.name: check.measured for check in results}
     assert measured["receptive field"] == "74 px (analytic)"
     assert measured["parameters"] == "671,722"
-    assert measured["architecture C1 C2 C3 C4 O"] == ("3 max-pools, convs 1|3|3|2, "
+    assert measured["architecture C1 C2 C3 C4 O"] == ("3 max-pools; convs per block: 1, 3, 3, 2; "
                                                       "then GlobalAvgPool2d, Flatten, Linear")
     assert measured["depthwise-separable conv"] == "c2.1.0.depthwise (3x3 depthwise) -> c2.1.0.pointwise (1x1) (+1 more)"
     assert measured["dilated conv"] == "c3.0.0 (3x3, dilation 2)"
@@ -70,9 +70,9 @@ def output(*layers):
 
 BREAKERS = {  # model breaking exactly one requirement, that requirement, a fragment of what it measures
     "2 max-pools": (lambda: s7(lambda net: setattr(net, "pool3", nn.Identity())),
-                    "architecture C1 C2 C3 C4 O", "2 max-pools, convs 1|3|5, then"),
+                    "architecture C1 C2 C3 C4 O", "2 max-pools; convs per block: 1, 3, 5; then"),
     "4 max-pools": (lambda: s7(lambda net: net.c4.append(nn.MaxPool2d(2))),
-                    "architecture C1 C2 C3 C4 O", "4 max-pools, convs 1|3|3|2|0"),
+                    "architecture C1 C2 C3 C4 O", "4 max-pools; convs per block: 1, 3, 3, 2, 0"),
     "RF 42": (lambda: s7(pointwise_c4), "receptive field", "42 px (analytic)"),
     "normal convs": (lambda: s7(normal_convs), "depthwise-separable conv", "no depthwise conv"),
     "no pointwise": (lambda: s7(no_pointwise), "depthwise-separable conv",
@@ -142,9 +142,10 @@ def test_model_without_parameters_fails_the_device_check():
 
 
 @pytest.mark.parametrize("accuracy, measured, state", [
-    (85, "85.00%", PASS), (80, "80.00%", PASS), (79.9, "79.90%", FAIL),
+    (85, "85.00% plain", PASS), (80, "80.00% plain", PASS), (79.9, "79.90% plain", FAIL),
     (None, "not measured: give test_accuracy", NOT_CHECKED), ([], "not measured: give test_accuracy", NOT_CHECKED),
-    ([{"test_acc": 90.0}, {"test_acc": 81.25}], "81.25%", PASS), ([{"test_acc": 82.0}, {"test_acc": 79.5}], "79.50%", FAIL),
+    ([{"test_acc": 90.0}, {"test_acc": 81.25}], "81.25% plain", PASS),
+    ([{"test_acc": 82.0}, {"test_acc": 79.5}], "79.50% plain", FAIL),
 ])
 def test_accuracy(accuracy, measured, state):
     check = check_s7(nn.Identity(), accuracy, device=CPU)[-1]
@@ -154,7 +155,7 @@ def test_accuracy(accuracy, measured, state):
 
 def test_the_plain_accuracy_counts_and_the_tta_one_is_shown_beside_it():
     check = check_s7(nn.Identity(), 79.92, tta_accuracy=81.31, device=CPU)[-1]
-    assert (check.measured, check.passed) == ("79.92% (81.31% with TTA)", False)
+    assert (check.measured, check.passed) == ("79.92% plain (81.31% with TTA)", False)
     assert check_s7(nn.Identity(), 80.36, tta_accuracy=81.39, device=CPU)[-1].passed
 
 
@@ -170,9 +171,10 @@ def test_format_checks(monkeypatch):
     monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: CPU)
     results = check_s7(S7Net(dilation=1), None, device=CPU)
     lines = format_checks(results).splitlines()
-    assert len(lines) == 1 + 8 + 1
-    assert lines[0].split() == ["requirement", "required", "measured", "result"]
-    column = lines[0].index("result")  # fixed width: every result starts under its header
-    assert [line[column:] for line in lines[1:-1]] == [
+    assert len(lines) == 3 * 8 + 1
+    assert [line.rpartition(": ")[2] for line in lines[0:-1:3]] == [
         "not checked here", "PASS", "PASS", "PASS", "FAIL", "PASS", "PASS", "not checked here"]
+    assert lines[3:6] == ["architecture C1 C2 C3 C4 O: PASS",
+                          "  required  convs before, between and after exactly 3 max-pools, then the output stage",
+                          f"  measured  {results[1].measured}"]
     assert lines[-1] == "5 passed, 1 failed, 2 not checked here"

@@ -27,12 +27,12 @@ ARCHITECTURE, RF, SEPARABLE, DILATED, GAP = ("architecture C1 C2 C3 C4 O", "rece
 
 # network -> (the rules it fails, its analytic field, what the row of a rule says: {rule: fragment})
 VERDICTS = {
-    "OneByOneHead": (set(), 48, {ARCHITECTURE: "3 max-pools, convs 2|2|1|1, then AvgPool2d, Conv2d, view, log_softmax",
+    "OneByOneHead": (set(), 48, {ARCHITECTURE: "3 max-pools; convs per block: 2, 2, 1, 1; then AvgPool2d, Conv2d, view, log_softmax",
                                  GAP: "gap.0 4x4 -> 1x1, then Conv2d, view, log_softmax"}),
-    "HeadConvsOnly": ({ARCHITECTURE, RF}, 40, {ARCHITECTURE: "3 max-pools, convs 2|2|2|0, then AdaptiveAvgPool2d, "
+    "HeadConvsOnly": ({ARCHITECTURE, RF}, 40, {ARCHITECTURE: "3 max-pools; convs per block: 2, 2, 2, 0; then AdaptiveAvgPool2d, "
                                                              "Conv2d, ReLU, Conv2d, view, log_softmax",
                                                RF: "40 px (analytic)", GAP: "gap 4x4 -> 1x1, then Conv2d, ReLU, Conv2d"}),
-    "Functional": (set(), 62, {ARCHITECTURE: "3 max-pools, convs 1|2|1|2, then mean, Linear",
+    "Functional": (set(), 62, {ARCHITECTURE: "3 max-pools; convs per block: 1, 2, 1, 2; then mean, Linear",
                                GAP: "mean 4x4 -> 1x1, then Linear", SEPARABLE: "dw (3x3 depthwise) -> pw (1x1)"}),
     "GroupedPointwise": ({SEPARABLE}, 62, {SEPARABLE: "depthwise dw is followed by pw, a 1x1 conv with groups 4: it "
                                                       "mixes no channels across its groups"}),
@@ -42,9 +42,9 @@ VERDICTS = {
         GAP: "net.18 4x4 -> 1x1, then Conv2d, Flatten"}),
     "BranchesAdd": (set(), 46, {RF: "46 px (analytic)", DILATED: "b (3x3, dilation 2)"}),
     "Inception": (set(), 74, {GAP: "avg_pool2d 4x4 -> 1x1, then squeeze, log_softmax"}),
-    "ResNet": (set(), 82, {ARCHITECTURE: "3 max-pools, convs 3|3|4|2, then adaptive_avg_pool2d, view, Linear, "
+    "ResNet": (set(), 82, {ARCHITECTURE: "3 max-pools; convs per block: 3, 3, 4, 2; then adaptive_avg_pool2d, view, Linear, "
                                          "log_softmax"}),
-    "StrideInsteadOfPool": ({ARCHITECTURE}, 50, {ARCHITECTURE: "2 max-pools, convs 1|2|3, then AdaptiveAvgPool2d"}),
+    "StrideInsteadOfPool": ({ARCHITECTURE}, 50, {ARCHITECTURE: "2 max-pools; convs per block: 1, 2, 3; then AdaptiveAvgPool2d"}),
     "ModuleListLoop": (set(), 77, {GAP: "adaptive_avg_pool2d 5x5 -> 1x1, then flatten, Linear",
                                    SEPARABLE: "blocks.1.4 (5x5 depthwise) -> blocks.1.6 (1x1)"}),
     "DepthMultiplier": (set(), 64, {SEPARABLE: "c2.0.0 (3x3 depthwise, depth multiplier 2) -> c2.1.0 (1x1)"}),
@@ -55,7 +55,7 @@ VERDICTS = {
     "SumOnly": ({GAP}, 62, {GAP: "none: sum sums the 4x4 map without dividing by its 16 positions: a sum"}),
     "WithSqueezeExcite": (set(), 38, {RF: "the whole input (c2.3.mul merges a global pool back into the map)"}),
     "HardCodedView": ({ARCHITECTURE, RF, SEPARABLE, DILATED, GAP}, 16, {
-        ARCHITECTURE: "2 max-pools, convs 1|1|0, then view, Linear, relu, Linear",
+        ARCHITECTURE: "2 max-pools; convs per block: 1, 1, 0; then view, Linear, relu, Linear",
         GAP: "none: view flattens the 5x5 map into features; nothing averages it"}),
     "ConvNeXtStyle": (set(), 60, {SEPARABLE: "b1.dw (7x7 depthwise) -> b1.pw1 (Linear on the channels: a 1x1 conv)"}),
     "Upsampled": ({RF}, 46, {RF: "42 px (measured by gradients; the formulas cannot follow interpolate: nearest"}),

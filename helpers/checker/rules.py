@@ -84,7 +84,7 @@ def _architecture(r: Reading) -> tuple[str, bool]:
     if keeping:
         pooled += f" (+{len(keeping)} that keep the map's size)"
     passed = depth == 3 and min(counts) >= 1 and r.stage is not None
-    return f"{pooled}, convs {'|'.join(map(str, counts))}, then {r.head_text()}", passed
+    return f"{pooled}; convs per block: {', '.join(map(str, counts))}; then {r.head_text()}", passed
 
 
 def _receptive_field(r: Reading) -> tuple[str, bool]:
@@ -247,6 +247,6 @@ TRACED = [
     ("receptive field", f"> {MIN_RF} px, one unit of the map the global pool averages", _receptive_field),
     ("depthwise-separable conv", "depthwise conv (k > 1) -> 1x1 conv with groups 1", _depthwise_separable),
     ("dilated conv", "kernel > 1 with dilation >= 2", _dilated),
-    ("global average pooling", "whole map averaged to 1x1, then only FC (Linear, conv on 1x1), activation, norm, "
-                               "dropout, reshape, softmax", _global_average_pooling),
+    ("global average pooling", "whole map averaged to 1x1; after it only FC or 1x1 convs, activations, norms, "
+                               "dropout, reshapes, softmax", _global_average_pooling),
 ]

@@ -12,7 +12,6 @@ from torch import nn
 from ..models import count_parameters
 from ..recipes import first_line
 from ..runtime.device import pick_device
-from .receptive_field import text_table
 from .rules import TRACED, Reading
 from .trace import BATCH, Trace, trace
 
@@ -75,7 +74,8 @@ def _accuracy_check(test_accuracy, tta_accuracy=None) -> Check:
     if test_accuracy is None:
         return Check("test accuracy", required, "not measured: give test_accuracy", NOT_CHECKED)
     beside = f" ({tta_accuracy:.2f}% with TTA)" if tta_accuracy is not None else ""
-    return Check("test accuracy", required, f"{test_accuracy:.2f}%{beside}", _verdict(test_accuracy >= MIN_ACCURACY))
+    return Check("test accuracy", required, f"{test_accuracy:.2f}% plain{beside}",
+                 _verdict(test_accuracy >= MIN_ACCURACY))
 
 
 def _traced_checks(model: nn.Module, graph: Trace, input_shape) -> list[Check]:
@@ -117,11 +117,15 @@ RESULT = {PASS: "PASS", FAIL: "FAIL", NOT_CHECKED: "not checked here"}
 
 
 def format_checks(results: list[Check]) -> str:
-    """A fixed-width table, one row per requirement (PASS, FAIL or not checked here), then the counts."""
-    lines = [["requirement", "required", "measured", "result"],
-             *([check.name, check.required, check.measured, RESULT[check.state]] for check in results)]
+    """One block per requirement: its name and result (PASS, FAIL or not checked here), what it requires and what
+    was measured, each on a line of its own (a table with both texts in columns is too wide to read); then the
+    counts."""
+    lines = []
+    for check in results:
+        lines += [f"{check.name}: {RESULT[check.state]}", f"  required  {check.required}",
+                  f"  measured  {check.measured}"]
     counts = Counter(check.state for check in results)
     total = f"{counts[PASS]} passed, {counts[FAIL]} failed"
     if counts[NOT_CHECKED]:
         total += f", {counts[NOT_CHECKED]} not checked here"
-    return "\n".join([*text_table(lines, [False] * len(lines[0])), total])
+    return "\n".join([*lines, total])
