@@ -29,7 +29,7 @@ import torch  # before helpers, which sets the wait policy it adopted: here each
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers import device  # noqa: E402
+from helpers.runtime import device  # noqa: E402
 from helpers.data import CIFAR10  # noqa: E402
 from helpers.loop import seed_everything, train  # noqa: E402
 from helpers.models import build_model  # noqa: E402
