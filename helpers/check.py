@@ -72,7 +72,12 @@ def load_network(target: str) -> nn.Module:
     try:
         model = build()
     except Exception as error:
-        raise LoadError(f"{name}() failed: {type(error).__name__}: {str(error).partition(chr(10))[0]}") from error
+        hint = ""
+        if isinstance(error, TypeError) and "required" in str(error):  # an argument the network needs
+            hint = (f" (it is built with no arguments: add `def build(): return {name}(...)` with yours to "
+                    f"{Path(file).name} and name {file}:build)")
+        raise LoadError(f"{name}() failed: {type(error).__name__}: {str(error).partition(chr(10))[0]}{hint}") \
+            from error
     if not isinstance(model, nn.Module):
         raise LoadError(f"{name}() returned a {type(model).__name__}, not an nn.Module")
     return model

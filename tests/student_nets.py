@@ -2,7 +2,8 @@
 judge right (test_student_nets.py says what). Written for these tests; narrow, so that they run in a moment.
 
 Styles: nn.Sequential blocks, forward made of F.* calls, x.mean, residual adds, Inception concatenations, 1x1 conv
-heads after GAP with view and log_softmax, nn.ModuleList loops, padding="same", ceil_mode pools, a factory.
+heads after GAP with view and log_softmax, nn.ModuleList loops, padding="same", ceil_mode pools, a factory,
+unpadded convs with a strided head, a block defined and never called, "separable" convs without their 1x1.
 """
 import torch
 import torch.nn as nn
@@ -465,3 +466,56 @@ class WithAttention(nn.Module):
         x = F.max_pool2d(self.att(F.relu(self.pw(self.dw(x)))), 2)
         x = F.max_pool2d(F.relu(self.c3(x)), 2)
         return self.fc(torch.mean(F.relu(self.c4(x)), dim=[2, 3]))
+
+
+class StridedHead(nn.Module):
+    """Unpadded convs; a 2x2 average pool (not global) and then a 1x1 conv with stride 2, which reads only the top
+    left of the 2x2 map: the logits see 26 px of the image, not the whole map."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.BatchNorm2d(16))
+        self.pool = nn.MaxPool2d(2, 2)
+        self.c2 = nn.Sequential(nn.Conv2d(16, 16, 3, dilation=2), nn.ReLU(), nn.BatchNorm2d(16))
+        self.c3 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Conv2d(16, 32, 1), nn.ReLU())
+        self.avg = nn.AvgPool2d(2)
+        self.out = nn.Conv2d(32, 10, 1, stride=2)
+
+    def forward(self, x):
+        x = self.pool(self.c2(self.pool(self.c1(x))))  # 30 -> 15 -> 11 -> 5
+        return F.log_softmax(self.out(self.avg(self.c3(x))).view(-1, 10), dim=-1)
+
+
+class SpareBlock(nn.Module):
+    """A network that meets every rule, and a block built in __init__ that forward never calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = conv_bn(3, 8, kernel_size=3, padding=1)
+        self.c2 = nn.Sequential(conv_bn(8, 8, kernel_size=3, padding=1, groups=8), conv_bn(8, 16, kernel_size=1))
+        self.c3 = conv_bn(16, 16, kernel_size=3, padding=2, dilation=2)
+        self.c4 = conv_bn(16, 16, kernel_size=3, padding=1)
+        self.spare = conv_bn(16, 32, kernel_size=3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.c3(F.max_pool2d(self.c2(F.max_pool2d(self.c1(x), 2)), 2)), 2)
+        return self.fc(F.adaptive_avg_pool2d(self.c4(x), 1).flatten(1))
+
+
+class GroupedNotSeparable(nn.Module):
+    """Two depthwise convs called separable, neither followed by a 1x1 conv: one by a max-pool and then a 3x3
+    conv, the other by the global pool, whose 1x1 conv after it is the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = conv_bn(3, 16, kernel_size=3, padding=1)
+        self.c2 = nn.Sequential(conv_bn(16, 16, kernel_size=3, padding=1, groups=16))
+        self.c3 = nn.Sequential(conv_bn(16, 16, kernel_size=3, padding=1),
+                                conv_bn(16, 16, kernel_size=3, padding=2, dilation=2))
+        self.c4 = nn.Sequential(conv_bn(16, 32, kernel_size=3, padding=1, groups=16), nn.AvgPool2d(4),
+                                nn.Conv2d(32, 10, 1))
+
+    def forward(self, x):
+        x = F.max_pool2d(self.c3(F.max_pool2d(self.c2(F.max_pool2d(self.c1(x), 2)), 2)), 2)
+        return F.log_softmax(self.c4(x).view(-1, 10), dim=-1)

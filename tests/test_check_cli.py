@@ -53,12 +53,17 @@ def test_without_a_name_the_files_net_class_is_taken(tmp_path, capsys):
     ("{nets}:Nett", "error: {nets} has no 'Nett' (it defines: AdaptiveTwo, BasicBlock, "),
     ("{tmp}/two.py", "error: {tmp}/two.py defines 2 nn.Module classes (A, B): name one, {tmp}/two.py:Name"),
     ("{tmp}/two.py:make", "error: make() returned a int, not an nn.Module"),
+    ("{tmp}/args.py", "error: Net() failed: TypeError: Net.__init__() missing 1 required positional argument: "
+                      "'width' (it is built with no arguments: add `def build(): return Net(...)` with yours to "
+                      "args.py and name {tmp}/args.py:build)"),
 ])
 def test_what_cannot_be_loaded_exits_2_with_one_error_line(tmp_path, capsys, target, message):
     (tmp_path / "broken.py").write_text("class Net(:\n")
     (tmp_path / "raises.py").write_text("import a_module_nobody_installed\n")
     (tmp_path / "two.py").write_text("import torch.nn as nn\nclass A(nn.Module): pass\nclass B(nn.Module): pass\n"
                                      "def make():\n    return 3\n")
+    (tmp_path / "args.py").write_text("import torch.nn as nn\nclass Net(nn.Module):\n"
+                                      "    def __init__(self, width):\n        super().__init__()\n")
     status, out, err = run(capsys, target.format(tmp=tmp_path, nets=NETS))
     assert status == 2 and out == ""
     assert err.startswith(message.format(tmp=tmp_path, nets=NETS)) and err.count("\n") == 1

@@ -15,8 +15,14 @@ The ten ways the old checker went wrong, each with its network here:
     map it averages at 32x32; a head hard-coded to 32x32 (HardCodedView) does not stop the probe, nor an
     AdaptiveAvgPool2d(2) whose windows grow with the input (AdaptiveTwo);
 10. the RF table stops at GAP (OneByOneHead, HeadConvsOnly): the head's 1x1 convs are no rows.
+
+And what published solutions showed it saying wrongly or too little: an output stage that reads part of the map
+called "whole map" (StridedHead), parameters forward never reads counted without a word (SpareBlock), a depthwise
+conv followed by a pool or by the global pool said "not followed by a conv" (GroupedNotSeparable), an empty C4
+left to the counts, and a network that needs arguments refused without saying how to name a factory.
 """
 import pytest
+from torch import nn
 
 import tests.student_nets as nets
 from helpers.checker.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table
@@ -29,7 +35,8 @@ ARCHITECTURE, RF, SEPARABLE, DILATED, GAP = ("architecture C1 C2 C3 C4 O", "rece
 VERDICTS = {
     "OneByOneHead": (set(), 48, {ARCHITECTURE: "3 max-pools; convs per block: 2, 2, 1, 1; then AvgPool2d, Conv2d, view, log_softmax",
                                  GAP: "gap.0 4x4 -> 1x1, then Conv2d, view, log_softmax"}),
-    "HeadConvsOnly": ({ARCHITECTURE, RF}, 40, {ARCHITECTURE: "3 max-pools; convs per block: 2, 2, 2, 0; then AdaptiveAvgPool2d, "
+    "HeadConvsOnly": ({ARCHITECTURE, RF}, 40, {ARCHITECTURE: "3 max-pools; convs per block: 2, 2, 2, 0 (C4 has no conv); then "
+                                                             "AdaptiveAvgPool2d, "
                                                              "Conv2d, ReLU, Conv2d, view, log_softmax",
                                                RF: "40 px (analytic)", GAP: "gap 4x4 -> 1x1, then Conv2d, ReLU, Conv2d"}),
     "Functional": (set(), 62, {ARCHITECTURE: "3 max-pools; convs per block: 1, 2, 1, 2; then mean, Linear",
@@ -55,7 +62,7 @@ VERDICTS = {
     "SumOnly": ({GAP}, 62, {GAP: "none: sum sums the 4x4 map without dividing by its 16 positions: a sum"}),
     "WithSqueezeExcite": (set(), 38, {RF: "the whole input (c2.3.mul merges a global pool back into the map)"}),
     "HardCodedView": ({ARCHITECTURE, RF, SEPARABLE, DILATED, GAP}, 16, {
-        ARCHITECTURE: "2 max-pools; convs per block: 1, 1, 0; then view, Linear, relu, Linear",
+        ARCHITECTURE: "2 max-pools; convs per block: 1, 1, 0 (C3 has no conv); then view, Linear, relu, Linear",
         GAP: "none: view flattens the 5x5 map into features; nothing averages it"}),
     "ConvNeXtStyle": (set(), 60, {SEPARABLE: "b1.dw (7x7 depthwise) -> b1.pw1 (Linear on the channels: a 1x1 conv)"}),
     "Upsampled": ({RF}, 46, {RF: "42 px (measured by gradients; the formulas cannot follow interpolate: nearest"}),
@@ -63,6 +70,14 @@ VERDICTS = {
     "RawParameters": (set(), 46, {SEPARABLE: "conv2d#2 (3x3 depthwise) -> conv2d#3 (1x1)",
                                   DILATED: "conv2d#4 (3x3, dilation 2)", GAP: "mean 4x4 -> 1x1, then linear"}),
     "WithAttention": (set(), 58, {RF: "58 px (analytic)"}),
+    "StridedHead": ({ARCHITECTURE, RF, GAP}, 26, {GAP: "none: out, a 1x1 conv with stride 2 on the 2x2 map, reads only part "
+                                                      "of it (neither an average nor a fully connected layer)"}),
+    "SpareBlock": (set(), 46, {"parameters": "9,994; 5,322 in the layers forward runs, 4,672 in spare, which it never "
+                                             "reads"}),
+    "GroupedNotSeparable": ({SEPARABLE}, 54, {SEPARABLE: "depthwise c2.0.0 is followed by max_pool2d#2 before any conv, not "
+                                                         "by a 1x1 conv; depthwise c4.0.0 is followed by c4.1, the output "
+                                                         "stage: a 1x1 conv after the global pool is its fully connected "
+                                                         "layer, not a pointwise conv"}),
     "build": (set(), 72, {GAP: "24 4x4 -> 1x1, then Flatten, Linear, BatchNorm1d, ReLU, Dropout, Linear, "
                                "LogSoftmax"}),
 }
@@ -113,6 +128,23 @@ def test_the_rf_table_stops_at_the_global_pool():
                                                         "c3.0", "c3.2", "max_pool2d#3", "gap"]
     assert text[-3].split()[-4:] == ["40", "->", "whole", "map"]
     assert text[-1] == "output stage: gap, then Conv2d, ReLU, Conv2d, view, log_softmax (no spatial field there to grow)"
+
+
+def test_an_output_stage_that_reads_part_of_the_map_gives_the_field_of_what_it_reads():
+    """StridedHead's 1x1 stride-2 conv reads the top-left unit of the 2x2 map, and the avg-pool of a 9x9 window on
+    an 11x11 map reads 9x9 of it: neither row is "whole map", and the table names them so."""
+    rows = rf_table(nets.StridedHead())
+    assert (rows[-1]["kind"], rows[-1]["r_in"], rows[-1]["r_out"], rows[-1]["covers"]) == \
+        ("conv on part of the map", 26, 26, False)
+    text = format_rf_table(rows).splitlines()
+    assert text[-3].split()[-3:] == ["26", "->", "26"]
+    assert text[-2] == ("final receptive field: 26 px (one unit of the 2x2 map from avg, which out reads as a conv on "
+                        "part of the map; no GAP)")
+    partial = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(3), nn.Conv2d(8, 8, 3, padding=1),
+                            nn.AvgPool2d(9), nn.Flatten())  # 32 -> 10 after the pool; the 9x9 window at jump 3
+    row = rf_table(partial)[-1]
+    assert (row["kind"], row["r_in"], row["r_out"]) == ("avg-pool of part of the map", 11, 11 + 8 * 3)
+    assert "which 3 reads as an avg-pool of part of the map" in format_rf_table(rf_table(partial))
 
 
 def test_functional_max_pools_are_counted_and_averaged_in_the_probe():

@@ -102,11 +102,11 @@ def _stage_row(graph: Trace, known: dict) -> dict:
     if stage.first.func not in POOLS and stage.first.func != "conv2d":
         row.update(kernel=row["n_in"], stride=row["n_in"], padding=0, dilation=1, k_eff=row["n_in"])
     kind = STAGE_KINDS.get(stage.how, stage.how)
-    if stage.how == "mean" and not stage.covers:
-        kind = "avg-pool of part of the map"
+    if not stage.covers:  # an AvgPool2d(4) on a 5x5 map, a 1x1 stride-2 conv on a 2x2 one: part of the map is read
+        kind = {"mean": "avg-pool of part of the map", "conv": "conv on part of the map"}.get(stage.how, kind)
     source = known[id(stage.map)]
     row.update(kind=kind, global_pool=stage.how == "mean" and stage.covers, output_stage=True, branches=None,
-               source=source.origin, whole=source.whole, head=describe_head(graph))
+               source=source.origin, whole=source.whole, head=describe_head(graph), covers=stage.covers)
     return row
 
 
@@ -130,10 +130,11 @@ def rf_table(model: nn.Module, input_shape=(3, 32, 32)) -> list[dict]:
     Each row: name (the module, or module.function), kind, kernel, stride, padding, dilation, k_eff = d(k - 1) + 1,
     n_in/n_out (map size), j_in/j_out (jump: input pixels between neighbouring outputs), r_in/r_out (the field of
     one element, in pixels), start (where output element 0's field begins), branches (a merge's inputs as (origin,
-    field)), whole (the field is that of a whole map), global_pool, output_stage, approximate and why.
+    field)), whole (the field is that of a whole map), global_pool, output_stage, approximate and why; the
+    output-stage row adds covers (it reads every position of the map).
     A number is an int for a square layer and (height, width) otherwise. The output-stage row's r_in is the
-    network's receptive field (final_rf); its r_out covers the whole map, which format_rf_table says in words; it
-    also names the op that made that field (source) and the output stage's layers (head).
+    network's receptive field (final_rf); when it covers the map, its r_out is the whole map's, which format_rf_table
+    says in words; it also names the op that made that field (source) and the output stage's layers (head).
     """
     return rf_rows(trace(model, input_shape))
 
@@ -165,7 +166,7 @@ def _cell(value) -> str:
 
 
 def _field_cell(row: dict) -> str:
-    if row["output_stage"]:
+    if row["output_stage"] and row["covers"]:
         return f"{_cell(row['r_in'])} -> whole map"
     if row["branches"]:
         return f"{' | '.join(_cell(size) for _, size in row['branches'])} -> {_cell(row['r_out'])}"
@@ -175,7 +176,8 @@ def _field_cell(row: dict) -> str:
 def format_rf_table(rows: list[dict]) -> str:
     """A fixed-width text table, then the final receptive field in a sentence that says which unit it is the
     field of, and what the output stage holds. The output stage's row reads "whole map" where a field would be: it
-    reads the whole map, whose unit's field is the network's (the GAP window is not added)."""
+    reads the whole map, whose unit's field is the network's (the GAP window is not added); one that reads only part
+    of the map (an AvgPool2d(4) on a 5x5 map) gives the field of what it reads."""
     header = ["layer", "kind", "k", "s", "p", "d", "n in->out", "j in->out", "r in->out", ""]
     lines = [[row["name"], row["kind"], *(_cell(row[key]) for key in ("kernel", "stride", "padding", "dilation")),
               *(f"{_cell(row[key + '_in'])} -> {_cell(row[key + '_out'])}" for key in "nj"), _field_cell(row),
@@ -208,7 +210,8 @@ def final_rf_sentence(rows: list[dict]) -> str:
                f"goes back into the map)"
     if last["global_pool"]:
         return f"final receptive field: {rf} px ({unit}, which {last['name']} averages; the GAP window is not added)"
-    return f"final receptive field: {rf} px ({unit}, which {last['name']} reads as a {last['kind']}; no GAP)"
+    article = "an" if last["kind"][0] in "aeiou" else "a"
+    return f"final receptive field: {rf} px ({unit}, which {last['name']} reads as {article} {last['kind']}; no GAP)"
 
 
 def describe_head(graph: Trace) -> list[str]:

@@ -7,11 +7,13 @@ The reading, rule by rule:
 - architecture: C1 C2 C3 C4 O, convs before, between and after exactly 3 max-pools (a max-pool that keeps the map's
   size is no transition; one that leaves 1x1 of the map is a global pool). C4 needs a conv that runs on the map
   before the global pool; the output stage starts at the global pool, so convs after it (1x1 on the 1x1 map, fully
-  connected layers) are the head, not C4.
+  connected layers) are the head, not C4. A block without a conv is named.
 - receptive field: one unit of the map the global pool averages, > 44 px (the GAP window is not added).
 - depthwise-separable: a depthwise conv (groups == in_channels > 1, kernel larger than 1x1; a depth multiplier
   counts) followed, possibly through normalisation, activation or dropout, by a 1x1 conv with groups == 1 that takes
   its channels. A grouped 1x1 mixes no channels across its groups; a 1x1 depthwise filters nothing spatially.
+  When none qualifies, each depthwise conv is said with what follows it instead (a 3x3 conv, a max-pool, the
+  global pool, whose 1x1 conv after it is the classifier).
 - dilated: a kernel larger than 1 with dilation >= 2 (dilation changes nothing for a 1x1 kernel).
 - global average pooling: the whole map averaged to 1x1, in any form (AdaptiveAvgPool2d(1), an AvgPool2d as large as
   the map, F.adaptive_avg_pool2d, F.avg_pool2d(x, x.shape[-1]), x.mean((2, 3)), x.view(n, c, -1).mean(-1), a sum
@@ -83,8 +85,10 @@ def _architecture(r: Reading) -> tuple[str, bool]:
         f"{len(pools)} max-pools ({depth} on the longest path)"
     if keeping:
         pooled += f" (+{len(keeping)} that keep the map's size)"
-    passed = depth == 3 and min(counts) >= 1 and r.stage is not None
-    return f"{pooled}; convs per block: {', '.join(map(str, counts))}; then {r.head_text()}", passed
+    empty = [f"C{block + 1}" for block, count in enumerate(counts) if count == 0]
+    missing = f" ({' and '.join(empty)} {'has' if len(empty) == 1 else 'have'} no conv)" if empty else ""
+    passed = depth == 3 and not empty and r.stage is not None
+    return f"{pooled}; convs per block: {', '.join(map(str, counts))}{missing}; then {r.head_text()}", passed
 
 
 def _receptive_field(r: Reading) -> tuple[str, bool]:
@@ -103,10 +107,11 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
     return f"{rf} px ({how})", rf > MIN_RF
 
 
-def _followers(r: Reading, value: Value) -> list[Op]:
+def _followers(r: Reading, value: Value) -> tuple[list[Op], list[Op]]:
     """The convs that read `value` through element-wise ops only (normalisation, activation, dropout), and the
-    Linear layers that read its channels on a map (a ConvNeXt block's 1x1 conv, written channels-last)."""
-    found, todo, seen = [], [value], set()
+    Linear layers that read its channels on a map (a ConvNeXt block's 1x1 conv, written channels-last); then the
+    ops that end that walk before any of them (a max-pool, the global pool), to say why no conv follows."""
+    found, stops, todo, seen = [], [], [value], set()
     while todo:
         current = todo.pop()
         for op in r.graph.consumers(current):
@@ -119,7 +124,9 @@ def _followers(r: Reading, value: Value) -> list[Op]:
             elif (op.func in PASS_THROUGH or op.func in PERMUTES) and sum(not v.constant for v in op.inputs) == 1 \
                     and op.outputs and sorted(op.outputs[0].shape) == sorted(current.shape):
                 todo.extend(op.outputs)
-    return sorted(found, key=lambda op: op.index)
+            else:
+                stops.append(op)
+    return sorted(found, key=lambda op: op.index), sorted(stops, key=lambda op: op.index)
 
 
 def _kernel_text(op: Op) -> str:
@@ -133,10 +140,33 @@ def _is_pointwise_for(op: Op, depthwise: Op) -> bool:
     return p["kernel"] == (1, 1) and p["groups"] == 1 and p["in_channels"] == channels
 
 
+def _not_separable(r: Reading, dw: Op) -> str:
+    """Why the spatial depthwise conv `dw` is not followed by a pointwise one."""
+    after, stops = _followers(r, dw.outputs[0])
+    if not after:
+        stop = stops[0] if stops else None
+        if stop is None:
+            return f"depthwise {dw.name} is not followed by a conv"
+        if r.stage is not None and stop is r.stage.first:
+            return (f"depthwise {dw.name} is followed by {stop.name}, the output stage: a 1x1 conv after the global "
+                    f"pool is its fully connected layer, not a pointwise conv")
+        what = f"{stop.name} ({stop.kind})" if stop.module is not None else stop.name
+        return f"depthwise {dw.name} is followed by {what} before any conv, not by a 1x1 conv"
+    pw = after[0]
+    if pw.func == "linear":
+        return f"depthwise {dw.name} is followed by {pw.name}, which does not take its channels"
+    if pw.params["kernel"] != (1, 1):
+        return f"depthwise {dw.name} is followed by {pw.name}, a {_kernel_text(pw)} conv, not a 1x1"
+    if pw.params["groups"] != 1:
+        return (f"depthwise {dw.name} is followed by {pw.name}, a 1x1 conv with groups {pw.params['groups']}: "
+                f"it mixes no channels across its groups")
+    return f"depthwise {dw.name} is followed by {pw.name}, which does not take its channels"
+
+
 def _depthwise_separable(r: Reading) -> tuple[str, bool]:
     depthwise = [op for op in r.convs if op.params["groups"] == op.params["in_channels"] > 1]
     spatial = [op for op in depthwise if op.params["kernel"] != (1, 1)]
-    pairs = [(dw, pw) for dw in spatial for pw in _followers(r, dw.outputs[0])[:1] if _is_pointwise_for(pw, dw)]
+    pairs = [(dw, pw) for dw in spatial for pw in _followers(r, dw.outputs[0])[0][:1] if _is_pointwise_for(pw, dw)]
     if pairs:
         dw, pw = pairs[0]
         multiplier = dw.params["out_channels"] // dw.params["in_channels"]
@@ -144,20 +174,8 @@ def _depthwise_separable(r: Reading) -> tuple[str, bool]:
         more = f" (+{len(pairs) - 1} more)" if len(pairs) > 1 else ""
         pointwise = "Linear on the channels: a 1x1 conv" if pw.func == "linear" else "1x1"
         return f"{dw.name} ({_kernel_text(dw)} depthwise{depth}) -> {pw.name} ({pointwise}){more}", True
-    if spatial:
-        dw = spatial[0]
-        after = _followers(r, dw.outputs[0])
-        if not after:
-            return f"depthwise {dw.name} is not followed by a conv", False
-        pw = after[0]
-        if pw.func == "linear":
-            return f"depthwise {dw.name} is followed by {pw.name}, which does not take its channels", False
-        if pw.params["kernel"] != (1, 1):
-            return f"depthwise {dw.name} is followed by {pw.name}, a {_kernel_text(pw)} conv, not a 1x1", False
-        if pw.params["groups"] != 1:
-            return (f"depthwise {dw.name} is followed by {pw.name}, a 1x1 conv with groups {pw.params['groups']}: "
-                    f"it mixes no channels across its groups"), False
-        return f"depthwise {dw.name} is followed by {pw.name}, which does not take its channels", False
+    if spatial:  # every depthwise conv said, so that none a student counts on goes unmentioned
+        return "; ".join(_not_separable(r, dw) for dw in spatial), False
     if depthwise:
         return f"{depthwise[0].name} is depthwise but 1x1: it filters nothing spatially", False
     return "no depthwise conv (groups == in_channels > 1)", False
@@ -230,6 +248,10 @@ def _global_average_pooling(r: Reading) -> tuple[str, bool]:
     if stage.how == "sum":
         return f"none: {name} sums the {size} map without dividing by its {stage.map.grid[0] * stage.map.grid[1]} " \
                f"positions: a sum, not an average", False
+    if stage.how == "conv" and not stage.covers:
+        stride = "x".join(map(str, dict.fromkeys(stage.op.params["stride"])))  # 2 for (2, 2), 2x1 for (2, 1)
+        return (f"none: {name}, a {_kernel_text(stage.op)} conv with stride {stride} on the {size} map, reads only "
+                f"part of it (neither an average nor a fully connected layer)"), False
     if stage.how == "conv":
         averaged = [op.name for op in stage.head if (op.func in POOLS or op.func.startswith("adaptive_avg"))]
         later = f"; {averaged[0]} then averages a 1x1 map: nothing" if averaged else ""

@@ -78,6 +78,36 @@ def _accuracy_check(test_accuracy, tta_accuracy=None) -> Check:
                  _verdict(test_accuracy >= MIN_ACCURACY))
 
 
+def _parameter_check(model: nn.Module, graph: Trace | None) -> Check:
+    """Every parameter counts, as model.parameters() gives them; those the forward pass never reads (a block
+    defined and not called) are named, since torchsummary, which sees only the layers that run, leaves them out."""
+    parameters = count_parameters(model)
+    measured = f"{parameters:,}"
+    unused = unused_parameters(model, graph.parameters_read) if graph is not None else {}
+    if unused:
+        idle = sum(p.numel() for own in unused.values() for p in own)
+        measured += (f"; {parameters - idle:,} in the layers forward runs, {idle:,} in {', '.join(unused)}, "
+                     f"which it never reads")
+    return Check("parameters", f"< {MAX_PARAMS:,}", measured, _verdict(parameters < MAX_PARAMS))
+
+
+def unused_parameters(model: nn.Module, read: frozenset) -> dict:
+    """{name: its parameters} of the largest modules, or single parameters, none of whose parameters the forward
+    pass read (`read`: their names, Trace.parameters_read)."""
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    unused, covered = {}, set()
+    for prefix, module in model.named_modules():
+        own = [p for p in module.parameters() if id(p) not in covered]
+        if prefix and own and not any(names[id(p)] in read for p in own) and \
+                len(own) == len(list(module.parameters())):
+            unused[prefix] = own
+            covered.update(id(p) for p in own)
+    for name, parameter in model.named_parameters():
+        if name not in read and id(parameter) not in covered:
+            unused[name] = [parameter]
+    return unused
+
+
 def _traced_checks(model: nn.Module, graph: Trace, input_shape) -> list[Check]:
     reading = Reading(model, graph, input_shape)
     checks = []
@@ -100,6 +130,7 @@ def check_s7(model: nn.Module, test_accuracy=None, *, tta_accuracy=None, device:
     "test_acc" (plain) counts; tta_accuracy, shown beside it; without one the row is not checked.
     If the forward pass on a (BATCH, *input_shape) batch fails, every check read from it fails and says why.
     """
+    graph = None
     try:
         graph = trace(model, input_shape)
     except Exception as error:  # any model the assignment could be given: report, do not crash
@@ -107,9 +138,7 @@ def check_s7(model: nn.Module, test_accuracy=None, *, tta_accuracy=None, device:
         traced = [Check(name, required, reason, FAIL) for name, required, _ in TRACED]
     else:
         traced = _traced_checks(model, graph, input_shape)
-    parameters = count_parameters(model)
-    return [_device_check(model, device), *traced,
-            Check("parameters", f"< {MAX_PARAMS:,}", f"{parameters:,}", _verdict(parameters < MAX_PARAMS)),
+    return [_device_check(model, device), *traced, _parameter_check(model, graph),
             _accuracy_check(test_accuracy, tta_accuracy)]
 
 

@@ -157,8 +157,8 @@ class Recorder(TorchFunctionMode):
 
 def trace(model: nn.Module, input_shape=(3, 32, 32)) -> Trace:
     """The graph of one forward pass of `model` on a (BATCH, *input_shape) batch of uniform noise, traced on an
-    eval-mode deep copy (the model keeps its mode and state) on the device and dtype of its own tensors. Any
-    exception of the forward pass propagates."""
+    eval-mode deep copy (the model keeps its mode and state) on the device and dtype of its own tensors, with the
+    names of the parameters it read. Any exception of the forward pass propagates."""
     model = copy.deepcopy(model).eval()
     first = next(itertools.chain(model.parameters(), model.buffers()), None)
     device = first.device if first is not None else torch.device("cpu")
@@ -166,7 +166,10 @@ def trace(model: nn.Module, input_shape=(3, 32, 32)) -> Trace:
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(BATCH, *input_shape, generator=generator).to(device, dtype) if device.type != "meta" \
         else torch.empty(BATCH, *input_shape, device=device, dtype=dtype)
-    return run_traced(model, image)
+    graph = run_traced(model, image)
+    read = {id(value.tensor) for op in graph.ops for value in op.inputs if value.constant}
+    graph.parameters_read = frozenset(name for name, parameter in model.named_parameters() if id(parameter) in read)
+    return graph
 
 
 def run_traced(model: nn.Module, image: torch.Tensor, stop_after: int | None = None) -> Trace:
