@@ -67,15 +67,16 @@ def load_network(target: str) -> nn.Module:
         own = [v for v in own if v.__name__ == "Net"] or own
         if len(own) != 1:
             raise LoadError(f"{file} defines {len(own)} nn.Module classes "
-                            f"({', '.join(v.__name__ for v in own) or 'none'}): name one, {file}:Name")
+                            f"({', '.join(v.__name__ for v in own) or 'none'}): name one, or a function that builds "
+                            f"the network, {file}:Name")
         build, name = own[0], own[0].__name__
     try:
         model = build()
     except Exception as error:
         hint = ""
         if isinstance(error, TypeError) and "required" in str(error):  # an argument the network needs
-            hint = (f" (it is built with no arguments: add `def build(): return {name}(...)` with yours to "
-                    f"{Path(file).name} and name {file}:build)")
+            hint = (f" (it is built with no arguments: add `def build(): return {name}(...)`, with your arguments, "
+                    f"to {Path(file).name} and name {file}:build)")
         raise LoadError(f"{name}() failed: {type(error).__name__}: {str(error).partition(chr(10))[0]}{hint}") \
             from error
     if not isinstance(model, nn.Module):

@@ -3,7 +3,8 @@ judge right (test_student_nets.py says what). Written for these tests; narrow, s
 
 Styles: nn.Sequential blocks, forward made of F.* calls, x.mean, residual adds, Inception concatenations, 1x1 conv
 heads after GAP with view and log_softmax, nn.ModuleList loops, padding="same", ceil_mode pools, a factory,
-unpadded convs with a strided head, a block defined and never called, "separable" convs without their 1x1.
+unpadded convs with a strided head, a block defined and never called, "separable" convs without their 1x1,
+padding_mode="reflect", a third max-pool that leaves one pixel.
 """
 import torch
 import torch.nn as nn
@@ -519,3 +520,41 @@ class GroupedNotSeparable(nn.Module):
     def forward(self, x):
         x = F.max_pool2d(self.c3(F.max_pool2d(self.c2(F.max_pool2d(self.c1(x), 2)), 2)), 2)
         return F.log_softmax(self.c4(x).view(-1, 10), dim=-1)
+
+
+class ReflectPadded(nn.Module):
+    """Convs with padding_mode="reflect", the 1x1 too: nn.Conv2d then pads with F.pad before it convolves."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, padding_mode="reflect"), nn.ReLU())
+        self.c2 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16, padding_mode="reflect"), nn.ReLU(),
+                                nn.BatchNorm2d(16), nn.Dropout(0.1), nn.Conv2d(16, 32, 1, padding_mode="reflect"))
+        self.c3 = nn.Conv2d(32, 32, 3, padding=2, dilation=2, padding_mode="reflect")
+        self.c4 = nn.Conv2d(32, 32, 3, padding=1, padding_mode="reflect")
+        self.pool = nn.MaxPool2d(2, 2)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.c3(self.pool(self.c2(self.pool(self.c1(x)))))))
+        return self.fc(F.relu(self.c4(x)).mean(dim=(2, 3)))
+
+
+class PoolToOne(nn.Module):
+    """Unpadded convs shrink the map to 3x3 before the third max-pool, which leaves 1x1 (its 2x2 window reads part
+    of the 3x3): the "C4" convs after it run on one pixel, and the AdaptiveAvgPool2d averages that one pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Sequential(conv_bn(3, 16, kernel_size=3), conv_bn(16, 16, kernel_size=3))  # 32 -> 28
+        self.c2 = nn.Sequential(conv_bn(16, 16, kernel_size=3, groups=16), conv_bn(16, 32, kernel_size=1),
+                                conv_bn(32, 32, kernel_size=3))  # 14 -> 10
+        self.c3 = nn.Sequential(conv_bn(32, 32, kernel_size=3, padding=2, dilation=2))  # 5 -> 5
+        self.c3b = conv_bn(32, 32, kernel_size=3)  # 5 -> 3
+        self.c4 = nn.Sequential(conv_bn(32, 32, kernel_size=3, padding=1), nn.AdaptiveAvgPool2d(1),
+                                nn.Conv2d(32, 10, 1))
+        self.pool = nn.MaxPool2d(2, 2)
+
+    def forward(self, x):
+        x = self.pool(self.c3b(self.c3(self.pool(self.c2(self.pool(self.c1(x)))))))
+        return F.log_softmax(self.c4(x).flatten(1), dim=1)

@@ -51,11 +51,12 @@ def test_without_a_name_the_files_net_class_is_taken(tmp_path, capsys):
     ("{tmp}/raises.py:Net", "error: cannot import {tmp}/raises.py: ModuleNotFoundError: No module named "
                             "'a_module_nobody_installed'"),
     ("{nets}:Nett", "error: {nets} has no 'Nett' (it defines: AdaptiveTwo, BasicBlock, "),
-    ("{tmp}/two.py", "error: {tmp}/two.py defines 2 nn.Module classes (A, B): name one, {tmp}/two.py:Name"),
+    ("{tmp}/two.py", "error: {tmp}/two.py defines 2 nn.Module classes (A, B): name one, or a function that builds "
+                     "the network, {tmp}/two.py:Name"),
     ("{tmp}/two.py:make", "error: make() returned a int, not an nn.Module"),
     ("{tmp}/args.py", "error: Net() failed: TypeError: Net.__init__() missing 1 required positional argument: "
-                      "'width' (it is built with no arguments: add `def build(): return Net(...)` with yours to "
-                      "args.py and name {tmp}/args.py:build)"),
+                      "'width' (it is built with no arguments: add `def build(): return Net(...)`, with your "
+                      "arguments, to args.py and name {tmp}/args.py:build)"),
 ])
 def test_what_cannot_be_loaded_exits_2_with_one_error_line(tmp_path, capsys, target, message):
     (tmp_path / "broken.py").write_text("class Net(:\n")

@@ -19,7 +19,9 @@ The ten ways the old checker went wrong, each with its network here:
 And what published solutions showed it saying wrongly or too little: an output stage that reads part of the map
 called "whole map" (StridedHead), parameters forward never reads counted without a word (SpareBlock), a depthwise
 conv followed by a pool or by the global pool said "not followed by a conv" (GroupedNotSeparable), an empty C4
-left to the counts, and a network that needs arguments refused without saying how to name a factory.
+left to the counts, a network that needs arguments refused without saying how to name a factory; and two it judged
+wrong: a 1x1 conv with padding_mode="reflect" (F.pad before it) missed as the pointwise conv (ReflectPadded), and a
+third max-pool that leaves 1x1 of a 3x3 map called a global max-pool of the whole map (PoolToOne).
 """
 import pytest
 from torch import nn
@@ -78,6 +80,12 @@ VERDICTS = {
                                                          "by a 1x1 conv; depthwise c4.0.0 is followed by c4.1, the output "
                                                          "stage: a 1x1 conv after the global pool is its fully connected "
                                                          "layer, not a pointwise conv"}),
+    "ReflectPadded": (set(), 46, {SEPARABLE: "c2.0 (3x3 depthwise) -> c2.4 (1x1)"}),
+    "PoolToOne": ({ARCHITECTURE, RF, GAP}, 40, {
+        ARCHITECTURE: "2 max-pools (+pool#3, which leaves a 1x1 map: the output stage begins there); convs per block: "
+                      "2, 3, 2; then MaxPool2d, Conv2d",
+        GAP: "none: pool#3 takes the maximum of 2x2 of the 3x3 map, not the average; c4.1 then averages a 1x1 map: "
+             "nothing"}),
     "build": (set(), 72, {GAP: "24 4x4 -> 1x1, then Flatten, Linear, BatchNorm1d, ReLU, Dropout, Linear, "
                                "LogSoftmax"}),
 }

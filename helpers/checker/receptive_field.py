@@ -103,7 +103,8 @@ def _stage_row(graph: Trace, known: dict) -> dict:
         row.update(kernel=row["n_in"], stride=row["n_in"], padding=0, dilation=1, k_eff=row["n_in"])
     kind = STAGE_KINDS.get(stage.how, stage.how)
     if not stage.covers:  # an AvgPool2d(4) on a 5x5 map, a 1x1 stride-2 conv on a 2x2 one: part of the map is read
-        kind = {"mean": "avg-pool of part of the map", "conv": "conv on part of the map"}.get(stage.how, kind)
+        kind = {"mean": "avg-pool of part of the map", "max": "max-pool of part of the map",
+                "conv": "conv on part of the map"}.get(stage.how, kind)
     source = known[id(stage.map)]
     row.update(kind=kind, global_pool=stage.how == "mean" and stage.covers, output_stage=True, branches=None,
                source=source.origin, whole=source.whole, head=describe_head(graph), covers=stage.covers)

@@ -85,6 +85,8 @@ def _architecture(r: Reading) -> tuple[str, bool]:
         f"{len(pools)} max-pools ({depth} on the longest path)"
     if keeping:
         pooled += f" (+{len(keeping)} that keep the map's size)"
+    if r.stage is not None and r.stage.how == "max":  # a max-pool that leaves 1x1: no transition, the output stage
+        pooled += f" (+{r.stage.first.name}, which leaves a 1x1 map: the output stage begins there)"
     empty = [f"C{block + 1}" for block, count in enumerate(counts) if count == 0]
     missing = f" ({' and '.join(empty)} {'has' if len(empty) == 1 else 'have'} no conv)" if empty else ""
     passed = depth == 3 and not empty and r.stage is not None
@@ -108,7 +110,7 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
 
 
 def _followers(r: Reading, value: Value) -> tuple[list[Op], list[Op]]:
-    """The convs that read `value` through element-wise ops only (normalisation, activation, dropout), and the
+    """The convs that read `value` through element-wise ops (normalisation, activation, dropout) and pads only, and the
     Linear layers that read its channels on a map (a ConvNeXt block's 1x1 conv, written channels-last); then the
     ops that end that walk before any of them (a max-pool, the global pool), to say why no conv follows."""
     found, stops, todo, seen = [], [], [value], set()
@@ -122,11 +124,17 @@ def _followers(r: Reading, value: Value) -> tuple[list[Op], list[Op]]:
                     op.inputs[0] is current and current.dims[-1] not in SPATIAL:
                 found.append(op)
             elif (op.func in PASS_THROUGH or op.func in PERMUTES) and sum(not v.constant for v in op.inputs) == 1 \
-                    and op.outputs and sorted(op.outputs[0].shape) == sorted(current.shape):
+                    and op.outputs and sorted(op.outputs[0].shape) == sorted(current.shape) or \
+                    op.func == "pad" and op.map_input is current:  # Conv2d(padding_mode="reflect") pads first
                 todo.extend(op.outputs)
             else:
                 stops.append(op)
     return sorted(found, key=lambda op: op.index), sorted(stops, key=lambda op: op.index)
+
+
+def _window_text(op: Op) -> str:
+    """The window a pool reads: "2x2"."""
+    return "x".join(map(str, op.params.get("kernel", ()))) or "part"
 
 
 def _kernel_text(op: Op) -> str:
@@ -241,10 +249,12 @@ def _global_average_pooling(r: Reading) -> tuple[str, bool]:
     if undone:
         return f"none: {undone}, which {name} ({stage.how}) then ends", False
     if stage.how == "mean":
-        window = "x".join(map(str, stage.first.params.get("kernel", ())))
-        return f"none: {name} averages {window} of the {size} map, not all of it", False
+        return f"none: {name} averages {_window_text(stage.first)} of the {size} map, not all of it", False
+    averaged = [op.name for op in stage.head if op.func in ("avg_pool2d", "adaptive_avg_pool2d", "mean")]
+    nothing = f"; {averaged[0]} then averages a 1x1 map: nothing" if averaged else ""
     if stage.how == "max":
-        return f"none: {name} takes the maximum of the {size} map, not the average", False
+        part = "" if stage.covers else f"{_window_text(stage.first)} of "
+        return f"none: {name} takes the maximum of {part}the {size} map, not the average{nothing}", False
     if stage.how == "sum":
         return f"none: {name} sums the {size} map without dividing by its {stage.map.grid[0] * stage.map.grid[1]} " \
                f"positions: a sum, not an average", False
@@ -253,10 +263,8 @@ def _global_average_pooling(r: Reading) -> tuple[str, bool]:
         return (f"none: {name}, a {_kernel_text(stage.op)} conv with stride {stride} on the {size} map, reads only "
                 f"part of it (neither an average nor a fully connected layer)"), False
     if stage.how == "conv":
-        averaged = [op.name for op in stage.head if (op.func in POOLS or op.func.startswith("adaptive_avg"))]
-        later = f"; {averaged[0]} then averages a 1x1 map: nothing" if averaged else ""
         return (f"none: {name}, a {_kernel_text(stage.op)} conv on the {size} map, reduces it to 1x1 (a fully "
-                f"connected layer, not an average){later}"), False
+                f"connected layer, not an average){nothing}"), False
     if stage.how == "flatten":
         return f"none: {name} flattens the {size} map into features; nothing averages it", False
     return f"none: {name} ({stage.how}) ends the {size} map", False
