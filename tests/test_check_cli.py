@@ -45,6 +45,20 @@ def test_without_a_name_the_files_net_class_is_taken(tmp_path, capsys):
     assert status == 1 and "0 max-pools; convs per block: 1; then AdaptiveAvgPool2d, Flatten" in out
 
 
+def test_a_field_the_probe_cannot_reach_and_a_forward_that_fails_are_each_one_line(tmp_path, capsys):
+    path = tmp_path / "wide.py"
+    path.write_text("import torch.nn as nn\n\ndef wide():\n    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=600, "
+                    "dilation=600), nn.AdaptiveAvgPool2d(1), nn.Flatten())\n\n"
+                    "def gray():\n    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1))\n")
+    status, out, _ = run(capsys, f"{path}:wide")
+    assert status == 1 and "final receptive field: 1201 px" in out
+    assert out.rstrip().endswith("measured by gradients: not measured: its analytic field, 1201 px, needs a probe "
+                                 "image larger than the 1024 px this measurement goes to")
+    status, out, _ = run(capsys, f"{path}:gray")
+    assert status == 1 and out.rstrip().splitlines()[-1].startswith(
+        "receptive-field table: none, the forward pass fails: RuntimeError: ")
+
+
 @pytest.mark.parametrize("target, message", [
     ("{tmp}/missing.py:Net", "error: {tmp}/missing.py is not a file"),
     ("{tmp}/broken.py:Net", "error: cannot import {tmp}/broken.py: SyntaxError: "),

@@ -200,6 +200,16 @@ def test_a_network_that_cannot_run_larger_says_so_in_one_line():
     assert "\n" not in str(error.value)
 
 
+def test_a_field_beyond_the_largest_probe_is_not_measured_and_says_why():
+    """A 3x3 conv with dilation 600 sees 1201 px: the probe image would have to be 1216 px wide, past MAX_SIDE, so
+    nothing is probed, and the message says so (it once blamed a gradient at the border of a probe never made)."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=600, dilation=600), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert final_rf(rf_table(model)) == 1201
+    with pytest.raises(ValueError, match=r"^its analytic field, 1201 px, needs a probe image larger than the 1024 px "
+                                         r"this measurement goes to$"):
+        empirical_rf(model)
+
+
 def test_a_transposed_conv_is_marked_approximate_and_named():
     """Its outputs read unequal numbers of inputs: no one (size, jump, start) says every output's window."""
     model = nn.Sequential(conv(stride=2, padding=1), nn.ConvTranspose2d(2, 2, 3, 2, padding=1, output_padding=1),

@@ -58,7 +58,9 @@ VERDICTS = {
                                    SEPARABLE: "blocks.1.4 (5x5 depthwise) -> blocks.1.6 (1x1)"}),
     "DepthMultiplier": (set(), 64, {SEPARABLE: "c2.0.0 (3x3 depthwise, depth multiplier 2) -> c2.1.0 (1x1)"}),
     "WholeMapConv": ({GAP}, 46, {GAP: "none: c4.2, a 4x4 conv on the 4x4 map, reduces it to 1x1 (a fully connected "
-                                      "layer, not an average); gap then averages a 1x1 map: nothing"}),
+                                      "layer, not an average); gap then averages a 1x1 map: nothing",
+                                 RF: "46 px (analytic); c4.2, a 4x4 conv on the whole 4x4 map, is read as a fully "
+                                     "connected layer: counted as a conv, its output's field is 70 px"}),
     "ViewMean": (set(), 64, {GAP: "mean 4x4 -> 1x1, then Linear, log_softmax"}),
     "SumPool": (set(), 62, {GAP: "sum 4x4 -> 1x1, then div, Linear"}),
     "SumOnly": ({GAP}, 62, {GAP: "none: sum sums the 4x4 map without dividing by its 16 positions: a sum"}),

@@ -274,6 +274,9 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
     height, width = input_shape[-2:]
     jump = max(field.h.jump, field.w.jump)
     scale = max(1, math.ceil((field.size + 2 * jump + 2) / min(height, width)))
+    if scale * max(height, width) > MAX_SIDE:
+        raise ValueError(f"its analytic field, {field.size} px, needs a probe image larger than the {MAX_SIDE} px "
+                         f"this measurement goes to")
     net = copy.deepcopy(model).to("cpu", torch.float64).eval().requires_grad_(False)
     while scale * max(height, width) <= MAX_SIDE:
         size = (*input_shape[:-2], scale * height, scale * width)

