@@ -101,6 +101,18 @@ def test_parameter_breaker_is_over_the_limit():
     assert count_parameters(model) == 671_722 + 147_456 + 589_824 + 512 + 1_280 == 1_410_794
 
 
+def test_parameters_forward_never_reads_are_named_and_still_counted():
+    """A spare block is named as a whole, a stray nn.Parameter by its own name; the verdict is on the total."""
+    model = S7Net()
+    model.spare = nn.Sequential(nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8))  # 584 + 16
+    model.scale = nn.Parameter(torch.ones(10))
+    assert by_name(model)["parameters"].measured == ("672,332; 671,722 in the layers forward runs, 610 in spare, "
+                                                     "scale, which it never reads")
+    over = S7Net()
+    over.spare = nn.Linear(1000, 400)  # 400,400: past the limit though forward never calls it
+    assert by_name(over)["parameters"].state == FAIL
+
+
 def test_wrong_device_fails_and_the_row_says_what_this_machine_would_choose(monkeypatch):
     monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: CPU)
     results = by_name(S7Net(), device=torch.device("meta"))

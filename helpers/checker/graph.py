@@ -98,11 +98,11 @@ class OutputStage(NamedTuple):
 @dataclass
 class Trace:
     """The graph of one forward pass: ops in the order they ran, the input, the outputs, and the names of the
-    model's parameters the ops read (trace fills them in)."""
+    model's parameters the ops read."""
     ops: list
     input: Value
     outputs: list
-    parameters_read: frozenset = frozenset()
+    parameters_read: frozenset
 
     def ancestors(self, values) -> set:
         """The ops that compute `values` (their producers, theirs, ...)."""

@@ -83,7 +83,7 @@ def _parameter_check(model: nn.Module, graph: Trace | None) -> Check:
     defined and not called) are named, since torchsummary, which sees only the layers that run, leaves them out."""
     parameters = count_parameters(model)
     measured = f"{parameters:,}"
-    unused = unused_parameters(model, graph.parameters_read) if graph is not None else {}
+    unused = _unused_parameters(model, graph.parameters_read) if graph is not None else {}
     if unused:
         idle = sum(p.numel() for own in unused.values() for p in own)
         measured += (f"; {parameters - idle:,} in the layers forward runs, {idle:,} in {', '.join(unused)}, "
@@ -91,19 +91,18 @@ def _parameter_check(model: nn.Module, graph: Trace | None) -> Check:
     return Check("parameters", f"< {MAX_PARAMS:,}", measured, _verdict(parameters < MAX_PARAMS))
 
 
-def unused_parameters(model: nn.Module, read: frozenset) -> dict:
+def _unused_parameters(model: nn.Module, read: frozenset) -> dict:
     """{name: its parameters} of the largest modules, or single parameters, none of whose parameters the forward
     pass read (`read`: their names, Trace.parameters_read)."""
-    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    unread = {id(parameter) for name, parameter in model.named_parameters() if name not in read}
     unused, covered = {}, set()
-    for prefix, module in model.named_modules():
-        own = [p for p in module.parameters() if id(p) not in covered]
-        if prefix and own and not any(names[id(p)] in read for p in own) and \
-                len(own) == len(list(module.parameters())):
+    for prefix, module in model.named_modules():  # a module before its children: the largest one is named
+        own = list(module.parameters())
+        if prefix and own and all(id(p) in unread and id(p) not in covered for p in own):
             unused[prefix] = own
             covered.update(id(p) for p in own)
     for name, parameter in model.named_parameters():
-        if name not in read and id(parameter) not in covered:
+        if id(parameter) in unread and id(parameter) not in covered:
             unused[name] = [parameter]
     return unused
 

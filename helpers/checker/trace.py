@@ -157,8 +157,8 @@ class Recorder(TorchFunctionMode):
 
 def trace(model: nn.Module, input_shape=(3, 32, 32)) -> Trace:
     """The graph of one forward pass of `model` on a (BATCH, *input_shape) batch of uniform noise, traced on an
-    eval-mode deep copy (the model keeps its mode and state) on the device and dtype of its own tensors, with the
-    names of the parameters it read. Any exception of the forward pass propagates."""
+    eval-mode deep copy (the model keeps its mode and state) on the device and dtype of its own tensors. Any
+    exception of the forward pass propagates."""
     model = copy.deepcopy(model).eval()
     first = next(itertools.chain(model.parameters(), model.buffers()), None)
     device = first.device if first is not None else torch.device("cpu")
@@ -166,14 +166,12 @@ def trace(model: nn.Module, input_shape=(3, 32, 32)) -> Trace:
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(BATCH, *input_shape, generator=generator).to(device, dtype) if device.type != "meta" \
         else torch.empty(BATCH, *input_shape, device=device, dtype=dtype)
-    graph = run_traced(model, image)
-    read = {id(value.tensor) for op in graph.ops for value in op.inputs if value.constant}
-    graph.parameters_read = frozenset(name for name, parameter in model.named_parameters() if id(parameter) in read)
-    return graph
+    return run_traced(model, image)
 
 
 def run_traced(model: nn.Module, image: torch.Tensor, stop_after: int | None = None) -> Trace:
-    """model(image) under a Recorder, without gradients unless image needs one; stopped after op `stop_after`."""
+    """model(image) under a Recorder, without gradients unless image needs one; stopped after op `stop_after`. The
+    Trace names the parameters of `model` its ops read."""
     recorder = Recorder(model, image, stop_after)
     with recorder.hooks(), torch.set_grad_enabled(image.requires_grad):
         try:
@@ -182,4 +180,6 @@ def run_traced(model: nn.Module, image: torch.Tensor, stop_after: int | None = N
         except _Stop:
             output = recorder.ops[-1].outputs[0].tensor
     outputs = [recorder.value_of(t) for t in _tensors(output)]
-    return Trace(recorder.ops, recorder.input, outputs)
+    read = {id(value.tensor) for op in recorder.ops for value in op.inputs if value.constant}
+    return Trace(recorder.ops, recorder.input, outputs,
+                 frozenset(name for name, parameter in model.named_parameters() if id(parameter) in read))
