@@ -72,7 +72,7 @@ def train(model, data: CIFAR10, recipe: Recipe, generator: torch.Generator = Non
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every batch has one shape: cuDNN times its kernels once, then reuses
     optimizers, scaler = build_optimizers(model, recipe), grad_scaler(device, recipe.precision)
-    done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe, len(data.train_images)) \
+    done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe, n_images) \
         if resume_from else (0, 0, [])
     net = distribute(model, device, recipe.sync_batchnorm, recipe.batch_size)
     net = torch.compile(net) if recipe.compile else net
