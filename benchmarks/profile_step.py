@@ -12,9 +12,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-# helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import helpers  # noqa: E402, F401  (first: it sets OpenMP's wait, which torch reads as it loads)
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from helpers.data import load_cifar10  # noqa: E402
@@ -22,24 +22,24 @@ from helpers.loop import train  # noqa: E402
 from helpers.models import build_model  # noqa: E402
 from helpers.recipes import PRECISIONS, PRESETS, resolve  # noqa: E402
 from helpers.runtime.device import keep_freed_memory, pick_device, processor_name  # noqa: E402
-from helpers.runtime.precision import decide_precision  # noqa: E402
+from helpers.start import start_run  # noqa: E402
 
 
 def profiled_steps(preset: str, steps: int, precision: str, device) -> tuple[str, dict]:
     """(the profiler's table, {label: share of the steps' time}) for `steps` steps of the preset's training."""
     run = resolve(preset, precision=precision)
-    recipe, precision_line = decide_precision(replace(run.recipe, epochs=1), device)
+
+    def build():
+        return build_model(run.architecture, **run.model_kwargs)
+
+    recipe, generator, model, precision_line = start_run(replace(run.recipe, epochs=1), device, 0, build,
+                                                         report=lambda _: None)
     data = load_cifar10(None)
     data = data.subset(steps * recipe.batch_size, 1)
-
-    def train_once():
-        return train(build_model(run.architecture, **run.model_kwargs), data, recipe, device=device, progress=False,
-                     evaluate_each_epoch=False)
-
-    train_once()  # warm-up: kernels chosen, memory allocated
+    train(build(), data, recipe, device=device, progress=False, evaluate_each_epoch=False)  # warm-up: kernels chosen
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
-        seconds = train_once()[0]["seconds"]
+        seconds = train(model, data, recipe, generator, device, progress=False, evaluate_each_epoch=False)[0]["seconds"]
     events = profiler.key_averages()
     table = events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=60)
     total = sum(e.self_cpu_time_total for e in events) / 1e6

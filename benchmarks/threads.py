@@ -105,7 +105,8 @@ def main(argv=None) -> None:
     parser.add_argument("--cases", nargs="+", type=parse_case, metavar="PRESET:BATCH:STEPS",
                         default=[parse_case("fast:128:30"), parse_case("s7net:512:8")],
                         help="the presets' networks and batches (default: fast:128:30 s7net:512:8)")
-    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["default", "short-spin", "passive", "one-thread"])
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS,
+                        default=["default", "short-spin", "passive", "one-thread"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--precision", default="bf16", help="for a preset whose precision is auto (default bf16)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -11,7 +11,8 @@ test evaluations not counted); warmup_seconds is the untimed run of a few steps 
 allocation), never counted.
 test_acc is the recipe's own evaluation (its TTA), test_acc_plain is without TTA. Against the machine
 (benchmarks/RESULTS.md explains each field): peak_gflops is the best of fp32 and bf16 matmuls (2048^3 on a CPU;
-on a GPU fp32 and its half precision, grown to a size that takes a few ms, timed with CUDA events), probed just before and just after each run (peak_probes), the higher
+on a GPU fp32 and its half precision, grown to a size that takes a few ms, timed with CUDA events), probed just
+before and just after each run (peak_probes), the higher
 counting: one probe is a short burst, which a slow moment of a shared machine can pull down, and a low peak would
 flatter the run; train_tflop = 2 x 3 x forward multiply-adds per image x images trained, plus muon_tflop, Muon's
 orthogonalisation; efficiency = train_tflop / train_seconds / peak; tflop_eq = train_seconds x peak / 1000, in
@@ -26,15 +27,15 @@ import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-# helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import helpers  # noqa: E402, F401  (first: it sets OpenMP's wait, which torch reads as it loads)
 import torch  # noqa: E402
 
 from helpers.checkpoints import save_checkpoint  # noqa: E402
 from helpers.data import load_cifar10  # noqa: E402
 from helpers.evaluation import evaluate  # noqa: E402
-from helpers.loop import seed_everything, train  # noqa: E402
+from helpers.loop import train  # noqa: E402
 from helpers.models import (  # noqa: E402
     build_model,
     count_macs,  # noqa: E402
@@ -42,24 +43,32 @@ from helpers.models import (  # noqa: E402
 )
 from helpers.muon import newton_schulz_flops  # noqa: E402
 from helpers.optimizers import muon_banks  # noqa: E402
-from helpers.recipes import ConfigError, Recipe, quick_data, training_steps  # noqa: E402
-from helpers.runtime.device import keep_freed_memory, peak_gflops, pick_device, processor_name, synchronize  # noqa: E402
-from helpers.runtime.precision import decide_precision  # noqa: E402
-from helpers.runtime.runs import writable_folder  # noqa: E402
+from helpers.errors import ConfigError  # noqa: E402
+from helpers.recipes import Recipe, quick_data, training_steps  # noqa: E402
+from helpers.runtime.device import (  # noqa: E402
+    keep_freed_memory,
+    peak_gflops,
+    pick_device,
+    processor_name,
+    synchronize,
+)
+from helpers.run_folder import writable_folder  # noqa: E402
+from helpers.start import start_run  # noqa: E402
 from helpers.train import USER_ERRORS, add_run_options, exit_with_error, resolve_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP_STEPS = 5  # an untimed run of this many steps first: kernels chosen (cuDNN's benchmark), memory allocated
 
 
-def warm_up(data, preset, model_kwargs, device) -> float:
-    """Seconds of an untimed run of WARMUP_STEPS steps of a throwaway copy of the network, before the seed's run:
-    what a first step costs beyond the others (kernel selection, allocation) stays out of train_seconds. It draws
-    nothing from the seed's randomness."""
+def warm_up(data, recipe, architecture: str, model_kwargs, device) -> float:
+    """Seconds of an untimed run of WARMUP_STEPS steps of a throwaway copy of the network, just before the seed's
+    own run: what a first step costs beyond the others (kernel selection, allocation) stays out of train_seconds.
+    It runs on a fork of the random generators, so the seed's run draws exactly what it would have without it."""
     start = time.perf_counter()
-    recipe = replace(preset.recipe, epochs=1)
-    train(build_model(preset.architecture, **model_kwargs), data.subset(WARMUP_STEPS * recipe.batch_size, 1), recipe,
-          torch.Generator().manual_seed(0), device, progress=False, evaluate_each_epoch=False)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        train(build_model(architecture, **model_kwargs), data.subset(WARMUP_STEPS * recipe.batch_size, 1),
+              replace(recipe, epochs=1), torch.Generator().manual_seed(0), device, progress=False,
+              evaluate_each_epoch=False)
     synchronize(device)
     return time.perf_counter() - start
 
@@ -76,12 +85,12 @@ def code_version(root: Path = ROOT) -> dict:
 
 
 def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> dict:
-    """One seed's record; preset.recipe's precision is decided."""
-    warmup = warm_up(data, preset, model_kwargs, device)
+    """One seed's record, the rule that chose its precision among it."""
+    recipe, generator, model, precision_rule = start_run(
+        preset.recipe, device, seed, lambda: build_model(preset.architecture, **model_kwargs), report=lambda _: None)
+    warmup = warm_up(data, recipe, preset.architecture, model_kwargs, device)
     probes = [peak_gflops(device)]
-    generator = seed_everything(seed)
-    model = build_model(preset.architecture, **model_kwargs)
-    macs, recipe = count_macs(model, (3, 32, 32)), preset.recipe
+    macs = count_macs(model, (3, 32, 32))
     history = train(model, data, recipe, generator, device, progress=False, evaluate_each_epoch=False)
     probes.append(peak_gflops(device))
     peak = max(probes)
@@ -100,7 +109,7 @@ def run_seed(data, name, preset, model_kwargs, seed: int, device, out=None) -> d
               "train_tflop": round(train_tflop, 3), "muon_tflop": round(muon_tflop, 3),
               "efficiency": round(train_tflop * 1000 / seconds / peak, 3),
               "tflop_eq": round(seconds * peak / 1000, 2), "recipe": asdict(recipe),
-              "model_kwargs": model.model_kwargs, "torch": torch.__version__}
+              "model_kwargs": model.model_kwargs, "torch": torch.__version__, "precision_rule": precision_rule}
     if out is not None:
         path = save_checkpoint(model, Path(out) / f"seed{seed}.pt", recipe=asdict(recipe), preset=name, seed=seed,
                                history=history, processor=result["processor"], test_acc=result["test_acc"],
@@ -163,11 +172,10 @@ def measure(args) -> None:
     name, preset, model_kwargs = resolve_options(args)
     device, seeds = pick_device(args.device), args.seed or [0]
     try:
-        overridden = replace(preset.recipe, **dict(args.overrides))
+        preset = replace(preset, recipe=replace(preset.recipe, **dict(args.overrides)))
     except ValueError as error:
         raise ConfigError(f"--set: {error}") from None
-    recipe, precision_rule = decide_precision(overridden, device)
-    preset, version = replace(preset, recipe=recipe), code_version()  # the tree as it is before --out is written
+    version = code_version()  # the tree as it is before --out is written
     out = prepare_out(args.out, seeds)
     keep_freed_memory()  # as the training command does: freed memory stays in the process for the next step
     data = load_cifar10(args.data)
@@ -183,7 +191,7 @@ def measure(args) -> None:
     for seed in seeds:
         results.append(run_seed(data, name, preset, model_kwargs, seed, device, out))
         report({"preset": name, **({"overrides": dict(args.overrides)} if args.overrides else {}), **results[-1],
-                "precision_rule": precision_rule, **version})
+                **version})
     accuracies = [r["test_acc"] for r in results]
     report({"summary": name, "seeds": seeds, "mean_test_acc": round(statistics.mean(accuracies), 2),
                       "min_test_acc": min(accuracies),

@@ -8,8 +8,8 @@ path as reported), or, without --report, with the test accuracy the checkpoint i
 and the name of its TTA come from helpers (helpers.checkpoints); the test images are read straight from the
 official files after checking their MD5, and the accuracy (with the checkpoint's TTA, and plain) is computed here
 in a few lines of torch, on this machine's CPU, on the test images the checkpoint says its figure counts
-(`test_images`: the first 1,000 for a --quick model; all 10,000 for a file that does not say). A record measured on this very processor (its "processor", and no
-GPU as its "device"; or a record that names none) must be matched exactly; one measured elsewhere, a GPU or another
+(`test_images`: the first 1,000 for a --quick model; all 10,000 for a file that does not say). A record measured
+on this very processor (its "processor", and no GPU as its "device"; or a record that names none) must be matched exactly; one measured elsewhere, a GPU or another
 CPU, within TOLERANCE_IMAGES test images: near-tied logits may round the other way there (cuDNN picks Winograd or
 FFT algorithms; another CPU has other kernels). Exit status 1 when a checkpoint differs or is missing from the
 report, 2 for unusable input.
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-# helpers before torch: it sets OpenMP's wait policy, which counts only when set before torch loads
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import helpers  # noqa: E402, F401  (first: it sets OpenMP's wait, which torch reads as it loads)
 import torch  # noqa: E402
 
 from helpers.checkpoints import CheckpointError, load_checkpoint, rebuild_model, reported_tta  # noqa: E402

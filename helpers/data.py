@@ -30,8 +30,8 @@ BINARY_MD5 = {
     "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d",
     "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
 }
-# torchvision's python layout (what `torchvision.datasets.CIFAR10(download=True)` leaves behind).
-PYTHON_FOLDER = ARCHIVE_FOLDER  # torchvision's python layout: cifar-10-batches-py
+# torchvision's python layout, what `torchvision.datasets.CIFAR10(download=True)` leaves behind: cifar-10-batches-py
+PYTHON_FOLDER = ARCHIVE_FOLDER
 TRAIN_FILES = {BINARY_FOLDER: [f"data_batch_{i}.bin" for i in range(1, 6)],
                PYTHON_FOLDER: [f"data_batch_{i}" for i in range(1, 6)]}
 TEST_FILES = {BINARY_FOLDER: ["test_batch.bin"], PYTHON_FOLDER: ["test_batch"]}

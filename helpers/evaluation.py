@@ -55,25 +55,6 @@ def confusion_matrix(labels, predicted, num_classes: int = 10):
     return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
-def mistake_summary(labels, logits, classes) -> dict:
-    """What a reading of the errors needs, computed: each class's accuracy, the largest confusions (true,
-    predicted, count), how many mistakes, and the median confidence of right and of wrong predictions."""
-    labels = labels.cpu()
-    probabilities, predicted = logits.softmax(1).max(1)
-    counts = confusion_matrix(labels, predicted, len(classes))
-    per_class = (100 * counts.diag() / counts.sum(1)).tolist()
-    off_diagonal = counts - torch.diag(counts.diag())
-    top = off_diagonal.flatten().argsort(descending=True)[:6].tolist()
-    right = predicted == labels
-    return {"per_class": dict(zip(classes, per_class)),
-            "confusions": [(classes[i // len(classes)], classes[i % len(classes)], off_diagonal.flatten()[i].item())
-                           for i in top],
-            "mistakes": int((~right).sum()),
-            "median_confidence_right": probabilities[right].median().item(),
-            "median_confidence_wrong": probabilities[~right].median().item(),
-            "max_confidence_wrong": probabilities[~right].max().item()}
-
-
 def most_confident_mistakes(labels, logits, count: int):
     """(indices of at most `count` wrong predictions, most confident first; every predicted class; every confidence):
     the mistakes a reader learns most from, the same ones in every figure that shows them."""

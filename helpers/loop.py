@@ -19,11 +19,18 @@ from tqdm import tqdm
 from .checkpoints import CheckpointError, save_checkpoint
 from .data import CIFAR10, train_batches
 from .evaluation import evaluate
-from .optimizers import build_optimizers, load_optimizer_states, lr_factor, optimizer_states, set_learning_rates
-from .recipes import ConfigError, Recipe, epoch_count, first_line, recipe_from_dict, steps_per_epoch, training_steps
-from .runtime.device import intra_op_threads, pick_device
-from .runtime.distributed import all_reduce_sum, distribute, is_main_process, loss_weight, process_slice, world_size
-from .runtime.precision import autocast, grad_scaler, require_trainable, training_arithmetic
+from .optimizers import (
+    build_optimizers,
+    highest_lrs,
+    load_optimizer_states,
+    lr_factor,
+    optimizer_states,
+    set_learning_rates,
+)
+from .errors import ConfigError, first_line
+from .recipes import Recipe, epoch_count, recipe_from_dict, steps_per_epoch, training_steps
+from .runtime.distributed import Distribution
+from .runtime.precision import Precision
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -49,9 +56,10 @@ def train(model, data: CIFAR10, recipe: Recipe, generator: torch.Generator = Non
     """Train `model` (a helpers.models.Network) on data.train_*; return the history, one dict per epoch.
 
     recipe: its precision decided (helpers.runtime.precision.decide_precision); "auto" is a ConfigError.
-    Each entry has epoch, loss, train_acc, test_acc (plain, no TTA; None when not evaluated), peak_lr (the
-    schedule's peak, recipe.lr), seconds (the epoch's training time, evaluation excluded), precision, and step_loss
-    and step_acc, each step's loss and training accuracy: the curves of a one-epoch run.
+    Each entry has epoch, fraction (the part of an epoch it trained: below 1 for a fractional last one), loss,
+    train_acc, test_acc (plain, no TTA; None when not evaluated), max_lr (the highest lr each parameter group had in
+    it, by the group's name), seconds (the epoch's training time, evaluation excluded), precision, and step_loss and
+    step_acc, each step's loss and training accuracy: the curves of a one-epoch run.
 
     checkpoint_path: where to write the state to resume from at the end of every epoch (see load_resumable),
     with `config` (plain values the caller needs to rebuild the run, such as the seed) stored as given.
@@ -61,52 +69,52 @@ def train(model, data: CIFAR10, recipe: Recipe, generator: torch.Generator = Non
     A non-finite loss raises NonFiniteLossError at the end of its epoch, before anything of it is written.
     Under torchrun (see helpers.runtime.distributed) each process trains on its own slice of every batch.
     """
-    device, generator = device or pick_device(), generator or torch.Generator().manual_seed(0)
-    require_trainable(device, recipe.precision, resumed=resume_from is not None)
+    generator = generator or torch.Generator().manual_seed(0)
+    share = Distribution.for_run(device, recipe.batch_size, recipe.sync_batchnorm)  # this process's part in it
+    precision = Precision.for_run(share.device, recipe.precision, share.images_per_step, resumed=bool(resume_from))
     n_images = len(data.train_images)
     total_steps, per_epoch = training_steps(n_images, recipe), steps_per_epoch(n_images, recipe.batch_size)
-    data, batch_slice = data.to(device), process_slice(recipe.batch_size)
+    data = data.to(share.device)
     if resume_from is None:
         model.init_from_data(data.train_images)  # S7AirNet sets its whitening from the data; most networks nothing
-    model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
-    if device.type == "cuda":
+    model.to(share.device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
+    if share.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every batch has one shape: cuDNN times its kernels once, then reuses
-    optimizers, scaler = build_optimizers(model, recipe), grad_scaler(device, recipe.precision)
-    done, step, history = restore(resume_from, model, optimizers, scaler, generator, recipe, n_images) \
+    optimizers = build_optimizers(model, recipe)
+    done, step, history = restore(resume_from, model, optimizers, precision.scaler, generator, recipe, n_images) \
         if resume_from else (0, 0, [])
-    net = distribute(model, device, recipe.sync_batchnorm, recipe.batch_size)
+    net = share.wrap(model)
     net = torch.compile(net) if recipe.compile else net
-    weight = loss_weight(batch_slice, recipe.batch_size)
-    # A step of a few images on one thread (device.py); an fp32 run in true fp32, TF32 off (precision.py).
-    with intra_op_threads(device, batch_slice.stop - batch_slice.start), training_arithmetic(device, recipe.precision):
+    with precision.whole_run():
         for epoch in range(done + 1, min(epoch_count(recipe), stop_after_epoch or epoch_count(recipe)) + 1):
             net.train()
             start, losses, correct = time.perf_counter(), [], []
             batches = train_batches(data.train_images, data.train_labels, recipe.batch_size, generator,
-                                    recipe.translate, recipe.flip, recipe.channels_last, batch_slice,
+                                    recipe.translate, recipe.flip, recipe.channels_last, share.rows,
                                     alternate_flip_epoch=epoch if recipe.alternate_flip else None)
             steps = min(per_epoch, total_steps - step)  # a fractional last epoch: fewer
-            for x, y in progress_bar(itertools.islice(batches, steps), steps, epoch, progress):
+            for x, y in progress_bar(itertools.islice(batches, steps), steps, epoch, progress and share.is_main):
                 set_learning_rates(optimizers, lr_factor(step, total_steps, recipe))
-                with autocast(device, recipe.precision):
+                with precision.autocast:
                     logits = net(x)
-                    loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) * weight
+                    loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing) * share.loss_weight
                 for optimizer in optimizers:
                     optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                precision.scaler.scale(loss).backward()
                 for optimizer in optimizers:
-                    scaler.step(optimizer)
-                scaler.update()
+                    precision.scaler.step(optimizer)
+                precision.scaler.update()
                 step += 1
                 losses.append(loss.detach())  # kept on the device: a .item() per step would make a GPU wait
                 correct.append((logits.argmax(1) == y).sum())
-            history.append(epoch_record(epoch, losses, correct, start, step, total_steps, recipe, checkpoint_path))
-            if evaluate_each_epoch and is_main_process():  # the others would compute the same number
+            history.append(epoch_record(epoch, losses, correct, start, step, total_steps, per_epoch, recipe, share,
+                                        optimizers, checkpoint_path))
+            if evaluate_each_epoch and share.is_main:  # the others would compute the same number
                 history[-1]["test_acc"] = evaluate(model, data.test_images, data.test_labels)
-            if checkpoint_path is not None and is_main_process():
-                save_checkpoint(model, checkpoint_path, **resumable_state(optimizers, scaler, generator, recipe,
-                                                                          history, step, n_images, config))
-            if progress and is_main_process():
+            if checkpoint_path is not None and share.is_main:
+                save_checkpoint(model, checkpoint_path, **resumable_state(optimizers, precision.scaler, generator,
+                                                                          recipe, history, step, n_images, config))
+            if progress and share.is_main:
                 print(format_epoch(history[-1]), flush=True)
     return history
 
@@ -115,29 +123,34 @@ def progress_bar(batches, steps: int, epoch: int, progress: bool):
     """A bar for a person at a terminal only: in a notebook or a log file it leaves hundreds of fragments, and the
     line printed per epoch says what matters. A few updates per epoch are enough."""
     return tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False, mininterval=5,
-                disable=not (progress and is_main_process() and sys.stderr.isatty()))
+                disable=not (progress and sys.stderr.isatty()))
 
 
-def epoch_record(epoch: int, losses, correct, start: float, step: int, total_steps: int, recipe: Recipe,
-                 checkpoint_path) -> dict:
+def epoch_record(epoch: int, losses, correct, start: float, step: int, total_steps: int, per_epoch: int,
+                 recipe: Recipe, share: Distribution, optimizers, checkpoint_path) -> dict:
     """The history entry of an epoch from its steps' losses and right answers, summed over the processes; the
     clock stops after that sum has waited for the device. NonFiniteLossError if any loss is not finite."""
-    losses = all_reduce_sum(torch.stack(losses).float()) / world_size()  # each step's loss on the whole batch
-    right = all_reduce_sum(torch.stack(correct)).tolist()  # whole numbers: no float64 on the device (MPS has none)
+    losses = share.sum(torch.stack(losses).float()) / share.processes  # each step's loss on the whole batch
+    right = share.sum(torch.stack(correct)).tolist()  # whole numbers: no float64 on the device (MPS has none)
     seconds = time.perf_counter() - start
     if not losses.isfinite().all():
         first_bad = step - len(right) + (~losses.isfinite()).nonzero()[0].item() + 1
         raise NonFiniteLossError(first_bad, total_steps, epoch, checkpoint_path)
     step_acc = [100 * n / recipe.batch_size for n in right]
-    return {"epoch": epoch, "loss": losses.mean().item(), "train_acc": sum(step_acc) / len(step_acc),
-            "test_acc": None, "peak_lr": recipe.lr, "seconds": seconds, "precision": recipe.precision,
-            "step_loss": losses.tolist(), "step_acc": step_acc}
+    return {"epoch": epoch, "fraction": len(right) / per_epoch, "loss": losses.mean().item(),
+            "train_acc": sum(step_acc) / len(step_acc), "test_acc": None,
+            "max_lr": highest_lrs(optimizers, step - len(right), step, total_steps, recipe), "seconds": seconds,
+            "precision": recipe.precision, "step_loss": losses.tolist(), "step_acc": step_acc}
 
 
 def format_epoch(entry: dict) -> str:
+    """The line printed after each epoch: a fractional last epoch says what part of one it was, and the learning
+    rates are the highest each parameter group had in it (they fall to zero by the last step)."""
     test = "-" if entry["test_acc"] is None else f"{entry['test_acc']:.2f}%"
-    return (f"epoch {entry['epoch']:2d}  loss {entry['loss']:.3f}  train {entry['train_acc']:.2f}%  "
-            f"test (plain) {test}  peak lr {entry['peak_lr']:g}  {entry['seconds']:.1f} s")
+    part = f" ({entry['fraction']:.2g} of one)" if entry["fraction"] < 1 else ""
+    rates = ", ".join(f"{group} {lr:.3g}" for group, lr in entry["max_lr"].items())
+    return (f"epoch {entry['epoch']:2d}{part}  loss {entry['loss']:.3f}  train {entry['train_acc']:.2f}%  "
+            f"test (plain) {test}  lr up to {rates}  {entry['seconds']:.1f} s")
 
 
 def resumable_state(optimizers, scaler, generator, recipe: Recipe, history, step: int, train_images: int,

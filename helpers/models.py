@@ -14,7 +14,7 @@ from torch import nn
 
 from .convs import ConvBNReLU, DepthwiseSeparableConv2d, conv3x3
 from .data import to_float
-from .recipes import ConfigError
+from .errors import ConfigError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)

@@ -50,7 +50,7 @@ from .lecture.readings import (  # noqa: F401
 )
 from .lecture.records import benchmark_runs, duration_text, here_note, time_rows  # noqa: F401
 from .lecture.zoo import checkerboard_figure, conv_table, format_table, rf_growth, rf_growth_figure, upsampler_table  # noqa: F401
-from .loop import seed_everything, train
+from .loop import seed_everything, train  # noqa: F401
 from .models import (
     build_model,
     count_parameters,
@@ -67,7 +67,7 @@ from .recipes import (  # noqa: F401
     training_steps,
 )
 from .runtime.device import describe_device, pick_device, processor_name  # noqa: F401
-from .runtime.precision import decide_precision
+from .start import start_run
 
 STORY = ("tutorial", "s7net", "fast", "full")  # the given network, the answer, and S7AirNet fast and full
 
@@ -191,10 +191,8 @@ def obtain(preset: str, seed: int, loaded: bool, data, device, quick: bool = Fal
     if loaded:
         return load(preset, seed, device)
     run = resolve(preset, quick=quick)
-    recipe, precision_line = decide_precision(run.recipe, device)
-    print(precision_line)
-    generator = seed_everything(seed)  # then the network: its initial weights come from the seed too
-    model = build_model(run.architecture, **run.model_kwargs)
+    recipe, generator, model, _ = start_run(run.recipe, device, seed,
+                                            lambda: build_model(run.architecture, **run.model_kwargs))
     return Obtained(preset, model, train(model, data, recipe, generator, device), "trained here", recipe)
 
 

@@ -18,14 +18,14 @@ def build_optimizers(model, recipe: Recipe) -> list[torch.optim.Optimizer]:
     In fp16 both take the gradient scaler's inf check themselves (the fused SGD, and Muon), so a step needs no
     host sync: GradScaler.step would otherwise read each optimiser's inf flag back to the host.
     """
-    fp16 = recipe.precision == "fp16"
-    sgd = torch.optim.SGD(parameter_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
+    fp16, banks = recipe.precision == "fp16", muon_banks(model, recipe)
+    sgd = torch.optim.SGD(parameter_groups(model, recipe, banks), lr=recipe.lr, momentum=recipe.momentum,
                           nesterov=recipe.nesterov, fused=fp16 or None)
     if fp16:
         start_momentum_at_zero(sgd)
     if recipe.muon_lr is None:
         return [sgd]
-    return [sgd, Muon([dict(params=muon_banks(model, recipe), initial_lr=recipe.muon_lr)], lr=recipe.muon_lr,
+    return [sgd, Muon([dict(params=banks, initial_lr=recipe.muon_lr, name="muon")], lr=recipe.muon_lr,
                       precision=recipe.precision)]
 
 
@@ -46,20 +46,20 @@ def muon_banks(model, recipe: Recipe) -> list[torch.Tensor]:
     return [p for p in model.parameters() if is_filter_bank(p)] if recipe.muon_lr is not None else []
 
 
-def parameter_groups(model, recipe: Recipe) -> list[dict]:
-    """The parameters SGD trains, in two groups: BatchNorm's, at bias_lr_scale times the lr, and the rest (the
-    filter banks excepted when Muon trains them).
+def parameter_groups(model, recipe: Recipe, banks: list[torch.Tensor]) -> list[dict]:
+    """The parameters SGD trains, in two groups: BatchNorm's ("norms"), at bias_lr_scale times the lr, and the rest
+    ("weights"), the filter banks that Muon trains (muon_banks) excepted.
 
     airbench's finding: the BatchNorm shifts are few and want far larger steps than the conv weights. Their weight
     decay is divided by the same factor, so that lr * weight_decay, the decay per step, stays that of the others.
     """
     norms = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
-    muon = {id(p) for p in muon_banks(model, recipe)}
+    muon = {id(p) for p in banks}
     trainable = [p for p in model.parameters() if p.requires_grad and id(p) not in muon]
     return [dict(params=[p for p in trainable if id(p) not in norms], initial_lr=recipe.lr,
-                 weight_decay=recipe.weight_decay),
+                 weight_decay=recipe.weight_decay, name="weights"),
             dict(params=[p for p in trainable if id(p) in norms], initial_lr=recipe.lr * recipe.bias_lr_scale,
-                 weight_decay=recipe.weight_decay / recipe.bias_lr_scale)]
+                 weight_decay=recipe.weight_decay / recipe.bias_lr_scale, name="norms")]
 
 
 def lr_factor(step: int, total_steps: int, recipe: Recipe) -> float:
@@ -72,6 +72,13 @@ def lr_factor(step: int, total_steps: int, recipe: Recipe) -> float:
     if step < peak:
         return (step + 1) / peak
     return max(0.0, (total_steps - step) / max(1, total_steps - peak))
+
+
+def highest_lrs(optimizers, first_step: int, end_step: int, total_steps: int, recipe: Recipe) -> dict[str, float]:
+    """{group name: the highest lr it had in steps first_step to end_step - 1}, for each group with parameters."""
+    factor = max(lr_factor(step, total_steps, recipe) for step in range(first_step, end_step))
+    return {group["name"]: factor * group["initial_lr"] for optimizer in optimizers for group in optimizer.param_groups
+            if group["params"]}
 
 
 def set_learning_rates(optimizers, factor: float) -> None:
@@ -91,7 +98,7 @@ def load_optimizer_states(optimizers, checkpoint: dict) -> None:
     for this run, which may go on in another precision than the checkpoint's, and so do their initial_lr (a
     checkpoint from before they had one kept its peak lrs in another form)."""
     for optimizer, key in zip(optimizers, ("optimizer", "muon")):
-        built = [{k: group[k] for k in ("fused", "foreach", "initial_lr") if k in group}
+        built = [{k: group[k] for k in ("fused", "foreach", "initial_lr", "name") if k in group}
                  for group in optimizer.param_groups]
         optimizer.load_state_dict(checkpoint[key])
         for group, flags in zip(optimizer.param_groups, built):

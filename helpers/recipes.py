@@ -9,18 +9,11 @@ import math
 import os
 from dataclasses import dataclass, field, fields, replace
 
+from .errors import ConfigError
+
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 TTA_MODES = ("none", "flip", "flip-translate")
 SCHEDULES = ("triangular", "constant")
-
-
-class ConfigError(ValueError):
-    """Settings that do not fit together (batch size, data, processes, a resumed run); the message says which."""
-
-
-def first_line(error: Exception) -> str:
-    """An error in one line for a message: its text's first line, or its type when it has no text."""
-    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,14 @@ import torch
 from .checker.spec import check_s7
 from .checkpoints import CheckpointError, load_resumable, model_filename, save_checkpoint
 from .data import DatasetError, load_cifar10
+from .errors import ConfigError
 from .evaluation import evaluate
-from .loop import NonFiniteLossError, seed_everything, train
+from .loop import NonFiniteLossError, train
 from .models import ARCHITECTURES, build_model, count_parameters
 from .recipes import (
     DEFAULT_PRESET,
     PRECISIONS,
     PRESETS,
-    ConfigError,
     Preset,
     epoch_count,
     epochs_text,
@@ -34,6 +34,7 @@ from .recipes import (
     recipe_from_dict,
     resolve,
 )
+from .run_folder import held_run_folder, remove_other_runs, resume_hint, train_command
 from .runtime.device import describe_device, keep_freed_memory, processor_name
 from .runtime.distributed import (
     DistributedSetupError,
@@ -42,8 +43,7 @@ from .runtime.distributed import (
     is_main_process,
     world_size,
 )
-from .runtime.precision import decide_precision
-from .runtime.runs import held_run_folder, remove_other_runs, resume_hint, train_command
+from .start import start_run
 
 USER_ERRORS = (DatasetError, ConfigError, CheckpointError, NonFiniteLossError, DistributedTimeoutError,
                DistributedSetupError)
@@ -230,10 +230,8 @@ def run(args, device):
         keep_freed_memory()  # a command owns its process: freed memory is kept for the next step
         report(describe_device(device) + (f"; {world_size()} processes (DistributedDataParallel)"
                                           if world_size() > 1 else ""))
-        recipe, precision_line = decide_precision(recipe, device, checkpoint)
-        report(precision_line)
-        generator = seed_everything(config["seed"])
-        model = build_model(architecture, **model_kwargs)
+        recipe, generator, model, _ = start_run(recipe, device, config["seed"],
+                                                lambda: build_model(architecture, **model_kwargs), checkpoint, report)
         if args.check:
             require_s7(model)
         data = load_cifar10(args.data)

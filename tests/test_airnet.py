@@ -75,7 +75,7 @@ def test_alternating_flip_shows_each_image_mirrored_every_other_epoch():
 
 def test_batchnorm_shifts_learn_faster_with_the_same_decay_and_frozen_weights_stay_out():
     model, recipe = S7AirNet(TINY_AIR), replace(PRESETS["full"].recipe, muon_lr=None)  # SGD trains every weight
-    others, norms = parameter_groups(model, recipe)
+    others, norms = parameter_groups(model, recipe, banks=[])
     batchnorm_shifts = [m.bias for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert [id(p) for p in norms["params"]] == [id(p) for p in batchnorm_shifts]
     assert norms["initial_lr"] == 64 * others["initial_lr"] == 64 * recipe.lr
@@ -83,7 +83,7 @@ def test_batchnorm_shifts_learn_faster_with_the_same_decay_and_frozen_weights_st
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert {id(p) for p in others["params"] + norms["params"]} == trainable
     assert len(trainable) < len(list(model.parameters()))  # the frozen whitening and BN scales are left out
-    plain = parameter_groups(S7Net(), Recipe())  # Recipe()'s defaults: one learning rate for all
+    plain = parameter_groups(S7Net(), Recipe(), banks=[])  # Recipe()'s defaults: one learning rate for all
     assert [group["initial_lr"] for group in plain] == [Recipe().lr] * 2
 
 

@@ -19,7 +19,7 @@ from helpers import models
 from helpers import train as cli_module
 from helpers.checkpoints import CheckpointError, load_model, load_resumable, save_checkpoint
 from helpers.models import S7Net
-from helpers.runtime import runs
+from helpers import run_folder as runs
 from helpers.train import main
 from tests.conftest import exits_with as exits_with_one_line
 

@@ -14,9 +14,10 @@ import torch
 from helpers import data as data_module
 from helpers.checkpoints import load_model
 from helpers.data import CIFAR10, train_batches
+from helpers.errors import ConfigError
 from helpers.loop import seed_everything, train
 from helpers.models import S7Net, TutorialNet
-from helpers.recipes import ConfigError, Recipe
+from helpers.recipes import Recipe
 from helpers.runtime import distributed
 from helpers.runtime.distributed import distributed_session, process_group_timeout
 from tests.conftest import free_port, made_up_images

@@ -1,6 +1,7 @@
 """The effective receptive field against fields computed by hand, the gridding holes against their formula, the
 theoretical squares against the gradient ground truth, and the figures (tiny models, CPU)."""
 import copy
+import itertools
 
 import pytest
 import torch
@@ -18,7 +19,6 @@ from helpers.lecture.erf import (
     measured_holes,
     noise_images,
     path_counts,
-    predicted_holes,
     rf_squares,
 )
 from helpers.lecture.erf_figures import erf_figure, gridding_figure
@@ -68,6 +68,18 @@ def test_noise_images_are_uniform_in_0_1_and_reproducible():
 def test_a_probe_that_is_not_a_feature_map_is_refused():
     with pytest.raises(ValueError, match="not a map"):
         effective_rf(tiny_airnet(), "", noise_images(2))  # the whole model ends in logits
+
+
+def predicted_holes(dilations) -> torch.Tensor:
+    """The holes by formula: a (RF, RF) mask, True where the row or the column offset is not reachable, an offset
+    being reachable when it is a sum of +-d or 0 per layer. A 3x3 kernel's taps are every row tap with every column
+    tap, so the two axes are independent: for (2, 2, 2) every reachable offset is even, and for (1, 2, 4) every
+    offset from -7 to 7 is reachable."""
+    radius = sum(dilations)
+    reachable = {sum(sign * d for sign, d in zip(signs, dilations))
+                 for signs in itertools.product((-1, 0, 1), repeat=len(dilations))}
+    reached = torch.tensor([offset in reachable for offset in range(-radius, radius + 1)])
+    return ~(reached[:, None] & reached[None, :])
 
 
 @pytest.mark.parametrize("dilations", [(1, 1, 1), (2, 2, 2), (1, 2, 4)])

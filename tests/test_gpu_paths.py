@@ -154,10 +154,9 @@ def test_an_fp32_run_trains_in_true_fp32_and_restores_torchs_tf32_settings(monke
     run. The flags are global, so the training loop is run here on the CPU as if its device were a GPU."""
     if not hasattr(torch.backends.cudnn.conv, "fp32_precision"):
         pytest.skip("torch before the new flags")
-    from helpers import loop as training
     from helpers.runtime import precision
-    monkeypatch.setattr(training, "training_arithmetic",
-                        lambda device, chosen: precision.training_arithmetic(torch.device("cuda"), chosen))
+    as_if_cuda = precision.exact_fp32
+    monkeypatch.setattr(precision, "exact_fp32", lambda device: as_if_cuda(torch.device("cuda")))
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
     saved = conv.fp32_precision, matmul.fp32_precision
     seen = []
@@ -180,9 +179,10 @@ def test_an_fp32_run_trains_in_true_fp32_and_restores_torchs_tf32_settings(monke
 
 
 def test_under_torchrun_only_the_first_process_evaluates(monkeypatch):
-    from helpers import loop as training
-    monkeypatch.setattr(training, "is_main_process", lambda: False)
-    monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: pytest.fail("evaluated"))
+    from helpers import loop
+    from helpers.runtime import distributed
+    monkeypatch.setattr(distributed, "is_main_process", lambda: False)
+    monkeypatch.setattr(loop, "evaluate", lambda *args, **kwargs: pytest.fail("evaluated"))
     history = train(S7Net((8, 16, 32, 48)), made_up_data(64), replace(PRESETS["s7net"].recipe, epochs=1,
                     batch_size=32, precision="fp32"), device=CPU, progress=False)
     assert history[0]["test_acc"] is None

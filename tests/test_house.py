@@ -5,6 +5,7 @@ import ast
 import inspect
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import loop as training
+from helpers import loop
 from helpers.lecture.records import duration_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def helpers_imports(path: Path) -> set[str]:
 
 
 def test_the_import_reader_resolves_relative_imports_in_sub_packages():
-    assert {"runtime.device", "models", "recipes", "checker.rules", "checker.trace"} <= \
+    assert {"runtime.device", "models", "errors", "checker.rules", "checker.trace"} <= \
         helpers_imports(ROOT / "helpers/checker/spec.py")
     assert "checker.graph" in helpers_imports(ROOT / "helpers/checker/windows.py")
 
@@ -119,10 +120,57 @@ def test_no_two_helpers_modules_import_each_other_directly_or_in_a_loop():
 def test_the_training_step_reads_top_to_bottom_in_one_function():
     """train() holds the step itself (forward, backward, optimiser step), calls no train() (no probe inside it) and
     asks no object what it can do (hasattr)."""
-    tree = ast.parse(inspect.getsource(training.train)).body[0]
+    tree = ast.parse(inspect.getsource(loop.train)).body[0]
     calls = [c for c in ast.walk(tree) if isinstance(c, ast.Call)]
     called = {(c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", None)) for c in calls}
     assert {"net", "backward", "step", "set_learning_rates", "evaluate", "save_checkpoint"} <= called
     # net.train() (no argument) switches a module to training mode; any other call of a train is the loop again
     loops = [ast.unparse(c) for c in calls if ast.unparse(c.func).endswith("train") and ast.unparse(c) != "net.train()"]
     assert not loops and "hasattr" not in called, loops
+
+
+# Run as each entry point runs, in a fresh process: GOMP_SPINCOUNT is recorded when torch starts to load.
+WAIT_PROBE = """
+import importlib.abc, os, runpy, sys
+seen = []
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("GOMP_SPINCOUNT"))
+sys.meta_path.insert(0, Watch())
+kind, target = sys.argv[1:3]
+sys.argv = [target, "--help"]
+try:
+    runpy.run_module(target, run_name="__main__", alter_sys=True) if kind == "module" else \\
+        runpy.run_path(target, run_name="__main__")
+except SystemExit:
+    pass
+print("torch loaded with GOMP_SPINCOUNT", seen)
+"""
+ENTRY_POINTS = [("module", "helpers.train"), ("module", "helpers.predict"), ("module", "helpers.check"),
+                *(("path", f"benchmarks/{p.name}") for p in sorted((ROOT / "benchmarks").glob("*.py"))
+                  if p.name not in ("threads.py", "index_results.py"))]  # threads.py sets each wait it compares
+
+
+@pytest.mark.parametrize("kind, target", ENTRY_POINTS, ids=lambda value: str(value))
+def test_every_entry_point_loads_torch_with_the_same_openmp_wait(kind, target):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    done = subprocess.run([sys.executable, "-c", WAIT_PROBE, kind, target], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert "torch loaded with GOMP_SPINCOUNT ['10000']" in done.stdout, done.stdout[-500:] + done.stderr[-2000:]
+
+
+def test_the_runtime_is_the_ground_floor():
+    """runtime/ (device, precision, processes) imports nothing of the core above it: only itself and the errors."""
+    above = {module: helpers_imports(p) - {"errors"} for p in HELPERS
+             if (module := module_name(p)).startswith("runtime")}
+    assert {m: sorted(i) for m, i in above.items() if any(not name.startswith("runtime") for name in i)} == {}
+    assert set(above) >= {"runtime", "runtime.device", "runtime.precision", "runtime.distributed"}
+
+
+ONE_SITTING = 400  # lines: what "read in one sitting" means here (the README's contributing line)
+
+
+@pytest.mark.parametrize("path", HELPERS, ids=lambda p: module_name(p) or "helpers")
+def test_every_module_reads_in_one_sitting(path):
+    assert len(path.read_text().splitlines()) <= ONE_SITTING

@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from helpers.checkpoints import load_resumable
 from helpers.models import S7AirNet
 from helpers.muon import Muon, is_filter_bank, newton_schulz_flops, orthogonalise
-from helpers.optimizers import build_optimizers, parameter_groups
+from helpers.optimizers import build_optimizers, muon_banks, parameter_groups
 from helpers.recipes import PRESETS, Recipe
 from tests.conftest import TINY_AIR, train_tiny_airnet
 
@@ -55,7 +55,7 @@ def test_muon_takes_the_banks_that_mix_channels_and_sgd_everything_else():
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trained_by_sgd == trainable - {id(p) for p in muon.param_groups[0]["params"]}
     assert len(build_optimizers(model, replace(recipe, muon_lr=None))) == 1
-    assert parameter_groups(model, recipe)[0]["params"] == sgd.param_groups[0]["params"]
+    assert parameter_groups(model, recipe, muon_banks(model, recipe))[0]["params"] == sgd.param_groups[0]["params"]
     with pytest.raises(ValueError, match="muon_lr must be None"):
         Recipe(muon_lr=0.0)
 

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from helpers.checkpoints import load_resumable
+from helpers.errors import ConfigError
 from helpers.loop import seed_everything, train
 from helpers.models import S7Net
-from helpers.recipes import ConfigError, Recipe
+from helpers.recipes import Recipe
 from helpers.runtime import precision as precision_module
 from helpers.runtime.precision import (
-    autocast,
+    Precision,
     cpu_precision,
     decide_precision,
     read_cpuinfo,
@@ -165,13 +166,13 @@ def test_fp32_constructs_no_autocast_at_all(monkeypatch, made_up):
         raise RuntimeError("autocast is not available on this device")
 
     monkeypatch.setattr(torch, "autocast", refuse)
-    with autocast(CPU, "fp32"):
+    with Precision.for_run(CPU, "fp32", 64).autocast:
         pass
     history = train(S7Net(TINY), made_up, Recipe(epochs=1, batch_size=64, precision="fp32"), device=CPU,
                     progress=False)
     assert history[0]["precision"] == "fp32" and len(history[0]["step_loss"]) == 2
     with pytest.raises(RuntimeError, match="autocast is not available"):
-        autocast(CPU, "bf16")
+        Precision.for_run(CPU, "bf16", 64)
 
 
 @pytest.mark.slow

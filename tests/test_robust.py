@@ -19,9 +19,10 @@ from helpers.checkpoints import (
     save_checkpoint,
 )
 from helpers.data import BINARY_FOLDER, PYTHON_FOLDER
+from helpers.errors import ConfigError
 from helpers.loop import NonFiniteLossError, seed_everything, train
 from helpers.models import S7Net
-from helpers.recipes import ConfigError, Recipe
+from helpers.recipes import Recipe
 from helpers.train import main
 from tests.conftest import free_port, write_binary_layout
 

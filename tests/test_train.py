@@ -6,9 +6,9 @@ import torch
 
 from helpers.checkpoints import load_model, load_resumable, save_checkpoint
 from helpers.evaluation import evaluate, predict
-from helpers.loop import seed_everything, train
+from helpers.loop import format_epoch, seed_everything, train
 from helpers.models import S7Net
-from helpers.optimizers import build_optimizers, lr_factor, set_learning_rates
+from helpers.optimizers import build_optimizers, highest_lrs, lr_factor, set_learning_rates
 from helpers.recipes import PRESETS, Recipe, epoch_count, epochs_text, quick_data, resolve, training_steps
 from helpers.train import main
 
@@ -34,6 +34,33 @@ def test_every_group_trains_at_the_schedules_factor_of_its_own_peak_lr():
     set_learning_rates([sgd, muon], 0.5)
     assert [g["lr"] for g in sgd.param_groups + muon.param_groups] == [0.08, 0.16 * 32, 0.06]
 
+
+
+def test_the_filter_banks_are_found_once_per_build(monkeypatch):
+    from helpers import optimizers
+    from helpers.models import S7AirNet
+    calls = []
+    found = optimizers.muon_banks
+    monkeypatch.setattr(optimizers, "muon_banks", lambda *args: calls.append(args) or found(*args))
+    optimizers.build_optimizers(S7AirNet((8, 16, 16, 16)), replace(PRESETS["fast"].recipe, precision="fp32"))
+    assert len(calls) == 1
+
+
+def test_the_epoch_line_gives_the_part_of_an_epoch_and_each_groups_highest_lr():
+    """fast trains 1.2 epochs: its second is a fifth of one, and the lrs are what the schedule gave each group
+    in it (the triangular schedule has fallen from its peak by then), not the recipe's constant."""
+    from helpers.models import S7AirNet
+    recipe = replace(PRESETS["fast"].recipe, precision="fp32", warmup=0.5)
+    optimizers = build_optimizers(S7AirNet((8, 16, 16, 16)), recipe)
+    assert highest_lrs(optimizers, 0, 10, 10, recipe) == pytest.approx({"weights": 0.16, "norms": 0.16 * 64,
+                                                                         "muon": 0.12})
+    assert highest_lrs(optimizers, 8, 10, 10, recipe) == pytest.approx({"weights": 0.16 * 0.4, "norms": 0.16 * 25.6,
+                                                                         "muon": 0.12 * 0.4})
+    entry = {"epoch": 2, "fraction": 0.2, "loss": 1.0, "train_acc": 50.0, "test_acc": 81.234, "seconds": 3.0,
+             "max_lr": {"weights": 0.064, "muon": 0.048}}
+    assert format_epoch(entry) == ("epoch  2 (0.2 of one)  loss 1.000  train 50.00%  test (plain) 81.23%  "
+                                   "lr up to weights 0.064, muon 0.048  3.0 s")
+    assert "of one" not in format_epoch({**entry, "fraction": 1.0})
 
 @pytest.fixture(scope="module")
 def small_real(real_data):

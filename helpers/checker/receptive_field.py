@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from ..errors import first_line
+from ..tables import text_table
 from .graph import AXES, KEEP, Op, Trace, Value
 from .positive_paths import nominal_windows, positive_paths
 from .trace import run_traced, trace
@@ -148,16 +150,6 @@ def final_rf(rows: list[dict]) -> int:
     return max(value) if isinstance(value, tuple) else value
 
 
-def text_table(lines: list[list[str]], right_aligned: list[bool], rule: bool = False) -> list[str]:
-    """Fixed-width columns, each left- or right-aligned as right_aligned says; `rule` draws dashes under the
-    first line (the header). Every text table of the package is laid out here."""
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    if rule:
-        lines = [lines[0], ["-" * width for width in widths], *lines[1:]]
-    return ["  ".join(cell.rjust(width) if right else cell.ljust(width)
-                      for cell, width, right in zip(line, widths, right_aligned)).rstrip() for line in lines]
-
-
 def _cell(value) -> str:
     if value is None:
         return "-"
@@ -287,7 +279,7 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
         except Exception as error:
             raise ValueError(f"{type(model).__name__} cannot run on a {'x'.join(map(str, size))} input, needed to "
                              f"measure its field ({field.size} px): {type(error).__name__}: "
-                             f"{str(error).partition(chr(10))[0]}") from error
+                             f"{first_line(error)}") from error
         if [op.func for op in probe.ops[:producer.index + 1]] != ops:
             raise ValueError(f"{type(model).__name__} runs other ops on a {'x'.join(map(str, size))} input than "
                              f"on {'x'.join(map(str, input_shape))}: the probed map cannot be found there")

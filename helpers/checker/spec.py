@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..models import count_parameters
-from ..recipes import first_line
+from ..errors import first_line
 from ..runtime.device import pick_device
 from .rules import TRACED, Reading
 from .trace import BATCH, Trace, trace

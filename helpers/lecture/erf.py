@@ -6,7 +6,6 @@ It is zero outside the theoretical field by construction, and much narrower than
 the field are many, paths to its edge are few. A dilated stack shows the extreme case: with one dilation repeated,
 some pixels inside the field have no path at all (gridding, the "holes" of Wang et al.).
 """
-import itertools
 from typing import NamedTuple
 
 import torch
@@ -144,21 +143,3 @@ def path_counts(dilations, side: int | None = None) -> torch.Tensor:
 def measured_holes(dilations) -> torch.Tensor:
     """The pixels inside the theoretical field that no path reaches: a (RF, RF) mask, measured by path_counts."""
     return path_counts(dilations) == 0
-
-
-def reachable_offsets(dilations) -> set:
-    """Offsets from the centre along one axis that the stack reaches: every sum of +-d or 0 per layer."""
-    return {sum(sign * d for sign, d in zip(signs, dilations))
-            for signs in itertools.product((-1, 0, 1), repeat=len(dilations))}
-
-
-def predicted_holes(dilations) -> torch.Tensor:
-    """The holes by formula: a (RF, RF) mask, True where the row or the column offset is not reachable_offsets.
-
-    A 3x3 kernel's taps are every row tap with every column tap, so the two axes are independent. For (2, 2, 2)
-    every reachable offset is even: the holes are the pixels with an odd row or column offset. For (1, 2, 4)
-    every offset from -7 to 7 is a sum of +-1, +-2, +-4 or 0: no holes.
-    """
-    radius, reachable = sum(dilations), reachable_offsets(dilations)
-    reached = torch.tensor([offset in reachable for offset in range(-radius, radius + 1)])
-    return ~(reached[:, None] & reached[None, :])

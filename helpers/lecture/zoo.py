@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from ..checker.receptive_field import empirical_rf, text_table
+from ..checker.receptive_field import empirical_rf
 from ..convs import (
     DepthwiseSeparableConv2d,
     PixelShuffleUpsample,
@@ -20,6 +20,7 @@ from ..convs import (
     grouped_conv,
 )
 from ..models import count_macs
+from ..tables import text_table
 
 LECTURE_INPUT = [[2, 2, 3, 3, 3], [0, 1, 3, 0, 3], [2, 3, 0, 1, 3], [3, 3, 2, 1, 2], [3, 3, 0, 2, 3]]
 LECTURE_KERNEL = [[2, 0, 1], [1, 0, 0], [0, 1, 1]]

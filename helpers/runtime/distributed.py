@@ -17,12 +17,13 @@ collective: after $S7_DIST_TIMEOUT seconds (default 600, not gloo's 30 minutes) 
 import os
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from ..recipes import ConfigError
+from ..errors import ConfigError
 from .device import pick_device
 
 TIMEOUT_VARIABLE = "S7_DIST_TIMEOUT"
@@ -141,8 +142,9 @@ def distribute(model: torch.nn.Module, device: torch.device, sync_batchnorm: boo
     """The module to train with: `model` itself alone, else DistributedDataParallel around it.
 
     Each process normalises with the statistics of its own slice of the batch, which cost no communication;
-    SyncBatchNorm costs every BatchNorm forward a host sync, an all_gather and an all_reduce. It is used when asked (sync_batchnorm) and, on GPUs, when the global batch
-    (batch_size) leaves some process fewer than MIN_BATCHNORM_IMAGES images (see needs_sync_batchnorm). torch's
+    SyncBatchNorm costs every BatchNorm forward a host sync, an all_gather and an all_reduce. It is used when asked
+    (sync_batchnorm) and, on GPUs, when the global batch (batch_size) leaves some process fewer than
+    MIN_BATCHNORM_IMAGES images (see needs_sync_batchnorm). torch's
     SyncBatchNorm refuses CPU tensors, so on CPUs it is an error to ask for it, and small slices keep their own
     statistics. It is converted in place, so the caller's `model` holds the synced layers.
     """
@@ -165,3 +167,41 @@ def needs_sync_batchnorm(batch_size: int, processes: int) -> bool:
     on 2 processes splits 64 and 63: both sync.
     """
     return batch_size // processes < MIN_BATCHNORM_IMAGES
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """This process's part in a run, settled once before its first step (Distribution.for_run): the training loop
+    reads everything about the other processes from it, alone or under torchrun alike.
+
+    rows: this process's slice of every batch (process_slice); loss_weight: what its mean loss is multiplied by
+    (loss_weight); is_main: whether it prints, evaluates and writes files; processes: how many there are.
+    """
+
+    device: torch.device
+    rows: slice
+    loss_weight: float
+    is_main: bool
+    processes: int
+    sync_batchnorm: bool
+    batch_size: int
+
+    @classmethod
+    def for_run(cls, device: torch.device | None, batch_size: int, sync_batchnorm: bool = False):
+        """device None: a GPU when there is one (pick_device)."""
+        rows = process_slice(batch_size)
+        return cls(device or pick_device(), rows, loss_weight(rows, batch_size), is_main_process(), world_size(),
+                   sync_batchnorm, batch_size)
+
+    @property
+    def images_per_step(self) -> int:
+        return self.rows.stop - self.rows.start
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module to train with (distribute): `model` itself alone, else DistributedDataParallel around it."""
+        return distribute(model, self.device, self.sync_batchnorm, self.batch_size)
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum over all processes (all_reduce_sum)."""
+        return all_reduce_sum(tensor)
+

@@ -9,13 +9,13 @@
 - MPS: fp32; autocast there raises before torch 2.5, takes bf16 from 2.6 (on macOS 14 and up), and its gradient
   scaler needs 2.8.
 """
-from contextlib import contextmanager, nullcontext
-from dataclasses import replace
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 
 import torch
 
-from ..recipes import ConfigError, Recipe, recipe_from_dict
-from .device import SINGLE_THREAD_STEP, cpuinfo_fields, cuda_bf16_native, mps_bf16_missing
+from ..errors import ConfigError
+from .device import SINGLE_THREAD_STEP, cpuinfo_fields, cuda_bf16_native, intra_op_threads, mps_bf16_missing
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MPS_MINIMUM_TORCH = {"bf16": (2, 6), "fp16": (2, 8)}  # autocast with bf16; fp16 needs MPS's GradScaler too
@@ -49,7 +49,7 @@ def device_reason(device: torch.device, precision: str) -> str | None:
     return unsupported_reason(device.type, precision, cuda_bf16_native=native)
 
 
-def decide_precision(recipe: Recipe, device: torch.device, resume_from: dict = None) -> tuple[Recipe, str]:
+def decide_precision(recipe, device: torch.device, resume_from: dict = None) -> tuple:
     """(the recipe with the precision to train in, one line saying which rule chose it), for train().
 
     "auto" follows the device (auto_precision); a resumed run with "auto" goes on in its own precision. Whatever
@@ -58,7 +58,7 @@ def decide_precision(recipe: Recipe, device: torch.device, resume_from: dict = N
     if recipe.precision != "auto":
         precision, line = recipe.precision, f"precision {recipe.precision} (as the recipe sets it)"
     elif resume_from is not None:
-        precision = recipe_from_dict(resume_from["recipe"]).precision
+        precision = resume_from["recipe"]["precision"]
         line = f"precision auto: {precision} (the resumed run's own)"
     else:
         precision, rule = auto_precision(device, recipe.batch_size)
@@ -122,19 +122,6 @@ def read_cpuinfo() -> str:
         return ""
 
 
-def autocast(device: torch.device, precision: str):
-    """The context a training step's forward pass runs in: none at all for fp32 (nothing to construct that an
-    older backend could refuse), else torch.autocast with the precision's dtype."""
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
-
-
-def grad_scaler(device: torch.device, precision: str):
-    """fp16 gradients underflow without loss scaling; the other precisions get a scaler that does nothing."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
-
 @contextmanager
 def exact_fp32(device: torch.device):
     """Evaluate in true fp32: on Ampere and newer GPUs cuDNN convolutions default to TF32 (a 10-bit mantissa).
@@ -160,7 +147,36 @@ def exact_fp32(device: torch.device):
             setattr(owner, name, value)
 
 
-def training_arithmetic(device: torch.device, precision: str):
-    """The context a whole training run goes in: true fp32 for an fp32 run (exact_fp32), as torch 2.14 lets cuDNN
-    convolutions use TF32 by default on Ampere and newer GPUs; the other precisions keep torch's settings."""
-    return exact_fp32(device) if precision == "fp32" else nullcontext()
+@dataclass(frozen=True)
+class Precision:
+    """How a run's steps compute, settled once before its first step (Precision.for_run); the loop then only uses it,
+    as nanoGPT's loop uses its one `ctx`.
+
+    autocast: the context each forward pass and loss run in (none at all for fp32: nothing for an older backend to
+    refuse). scaler: fp16's loss scaling (its gradients underflow without it), a scaler that does nothing otherwise.
+    whole_run(): the context the whole run goes in: true fp32 for an fp32 run (TF32 off, exact_fp32), and one
+    intra-op thread for steps of a few images on a CPU (device.intra_op_threads).
+    """
+
+    name: str
+    device: torch.device
+    images_per_step: int
+    autocast: object
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def for_run(cls, device: torch.device, precision: str, images_per_step: int, resumed: bool = False):
+        """ConfigError unless `precision` is decided ("auto" is not) and this device can train in it."""
+        require_trainable(device, precision, resumed)
+        autocast = nullcontext() if precision == "fp32" else torch.autocast(device.type,
+                                                                             dtype=AUTOCAST_DTYPES[precision])
+        return cls(precision, device, images_per_step, autocast,
+                   torch.amp.GradScaler(device.type, enabled=precision == "fp16"))
+
+    @contextmanager
+    def whole_run(self):
+        with ExitStack() as stack:
+            stack.enter_context(intra_op_threads(self.device, self.images_per_step))
+            if self.name == "fp32":
+                stack.enter_context(exact_fp32(self.device))
+            yield

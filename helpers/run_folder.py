@@ -4,20 +4,17 @@ A folder holds one run: its final model (named by its network: s7airnet.pt, s7ne
 last.pt, the state to resume from, written after every epoch. Nothing a user had is removed before the run that
 replaces it has written its own.
 """
-import os
 import shlex
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..checkpoints import CheckpointError, load_resumable, model_filename
-from ..models import ARCHITECTURES
-from ..recipes import ConfigError, epoch_count, epochs_text, recipe_from_dict
+from filelock import FileLock, Timeout
 
-try:
-    import fcntl  # POSIX: a lock the system releases when its process ends, however it ends
-except ImportError:  # Windows: runs are not locked
-    fcntl = None
+from .checkpoints import CheckpointError, load_resumable, model_filename
+from .errors import ConfigError
+from .models import ARCHITECTURES
+from .recipes import epoch_count, epochs_text, recipe_from_dict
 
 LOCK = ".lock"  # stays in the folder: removing it would let two trainings each lock a file of that name
 
@@ -80,24 +77,22 @@ def held_run_folder(out: Path, overwrite: bool = False, resuming: bool = False):
 
 @contextmanager
 def held_lock(out: Path):
-    """The folder's lock file, opened without following a link (a .lock linked to a user's file must not touch
-    it) and locked while the caller runs; ConfigError when another training holds it or it is not a plain file."""
+    """The folder's lock file, locked while the caller runs, by filelock: a lock the system releases when its
+    process ends, however it ends, on POSIX and Windows alike. The file is opened without following a link (a .lock
+    linked to a user's file must not touch it). ConfigError when another training holds it or it is not a plain
+    file."""
+    lock = FileLock(out / LOCK, timeout=0)
     try:
-        fd = os.open(out / LOCK, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0),
-                     0o644)
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"another training is writing to {out} now: wait for it, or choose another --out") from None
     except OSError as error:
         raise ConfigError(f"{out / LOCK} is not a plain file that can lock the folder ({error.strerror or error}): "
                           f"remove it, or choose another --out") from None
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(f"another training is writing to {out} now: wait for it, or choose another "
-                                  f"--out") from None
         yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 def remove_other_runs(out: Path, architecture: str) -> None:
