@@ -22,7 +22,8 @@ from .evaluation import accuracy, evaluate, predict
 from .models import S7AirNet, S7Net, TutorialNet, build_model, count_parameters, register
 from .recipes import PRESETS, Recipe, resolve
 from .runtime.device import pick_device
+from .user_network import UserNetwork  # registered: its checkpoints rebuild wherever helpers is imported
 
 __all__ = ["CIFAR10", "PRESETS", "Recipe", "S7AirNet", "S7Net", "TutorialNet", "accuracy", "build_model",
            "check_s7", "count_parameters", "evaluate", "load_checkpoint", "load_cifar10", "load_model", "pick_device",
-           "predict", "register", "resolve", "save_checkpoint"]
+           "predict", "register", "resolve", "save_checkpoint", "UserNetwork"]

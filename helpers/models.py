@@ -61,6 +61,10 @@ class Network(nn.Module):
     def init_from_data(self, images: torch.Tensor) -> None:
         """Data-dependent initialisation from uint8 training images (N, 3, 32, 32), called once before training."""
 
+    def describe(self) -> str:
+        """The network in one line, for a run's first lines."""
+        return f"{type(self).__name__}: {count_parameters(self):,} parameters"
+
 
 @register
 class TutorialNet(Network):
@@ -257,6 +261,8 @@ def build_model(architecture: str, **model_kwargs) -> nn.Module:
     network = ARCHITECTURES[architecture]
     try:
         planned = planned_parameters(network, model_kwargs)
+    except ConfigError:
+        raise  # the network's own account of why (a --net network's file gone or changed)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"{architecture} cannot be built from {model_kwargs}: {error}") from None
     if planned is not None and planned > MAX_PARAMETERS:

@@ -16,15 +16,16 @@ from pathlib import Path
 
 import torch
 
-from .checker.spec import check_s7
+from .checker.spec import check_s7, format_checks
 from .checkpoints import CheckpointError, load_resumable, model_filename, save_checkpoint
 from .data import DatasetError, load_cifar10
 from .errors import ConfigError
 from .evaluation import evaluate
 from .loop import NonFiniteLossError, train
-from .models import ARCHITECTURES, build_model, count_parameters
+from .models import ARCHITECTURES, build_model
 from .recipes import (
     DEFAULT_PRESET,
+    NET_RECIPE,
     PRECISIONS,
     PRESETS,
     Preset,
@@ -44,6 +45,7 @@ from .runtime.distributed import (
     world_size,
 )
 from .start import start_run
+from .user_network import NORMALIZE_HELP, user_network
 
 USER_ERRORS = (DatasetError, ConfigError, CheckpointError, NonFiniteLossError, DistributedTimeoutError,
                DistributedSetupError)
@@ -129,12 +131,29 @@ def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False
     parser.add_argument("--quick", action="store_true", default=None,
                         help="smoke run: 2,048 training images, one epoch at batch 256 (the preset's if smaller) "
                              "unless overridden")
+    parser.add_argument("--net", metavar="FILE.py[:NAME]",
+                        help="train your own network instead of the preset's: a class in the file (or a function that "
+                             "builds it with no arguments), any nn.Module mapping (N, 3, 32, 32) images to 10 scores; "
+                             "it trains with the recipe for any network unless --preset names one")
+    parser.add_argument("--normalize", help=f"with --net: {NORMALIZE_HELP}")
 
 
 def resolve_options(args) -> tuple[str, Preset, dict]:
-    """(preset name, the preset as it will run, model kwargs) from the shared options."""
-    name = args.preset or DEFAULT_PRESET
-    preset = resolve(name, quick=bool(args.quick), epochs=args.epochs, batch_size=args.batch_size,
+    """(the recipe's preset name, the preset as it will run, model kwargs) from the shared options. With --net the
+    network is the user's, loaded and checked here, before anything is written or trained: its recipe is NET_RECIPE
+    unless --preset names one (a preset's recipe, not its network)."""
+    if args.normalize and not args.net:
+        raise ConfigError("--normalize says how a --net network expects its inputs; the presets' networks "
+                          "normalise inside")
+    if args.net and args.widths:
+        raise ConfigError("--widths sets the channels of a preset's network; a --net network is built as its file "
+                          "says")
+    name = args.preset or ("net" if args.net else DEFAULT_PRESET)
+    base = PRESETS[args.preset or DEFAULT_PRESET] if name != "net" else Preset("UserNetwork", NET_RECIPE)
+    if args.net:
+        base = replace(base, architecture="UserNetwork",
+                       model_kwargs=user_network(args.net, args.normalize or "cifar").model_kwargs)
+    preset = resolve(base, quick=bool(args.quick), epochs=args.epochs, batch_size=args.batch_size,
                      precision=args.precision, compile=args.compile,
                      sync_batchnorm=getattr(args, "sync_batchnorm", None))
     return name, preset, {**preset.model_kwargs, **({"widths": args.widths} if args.widths else {})}
@@ -224,7 +243,8 @@ def run(args, device):
         name, preset, model_kwargs = resolve_options(args)
         checkpoint, recipe, architecture = None, preset.recipe, preset.architecture
         config = {"preset": name, "seed": args.seed or 0, "quick": bool(args.quick)}
-        out = Path(args.out or f"runs/{name}{'-quick' if args.quick else ''}-seed{config['seed']}")
+        folder = model_kwargs["entry"].lower() if args.net else name
+        out = Path(args.out or f"runs/{folder}{'-quick' if args.quick else ''}-seed{config['seed']}")
     report = print if is_main_process() else (lambda *_, **__: None)
     with held_run_folder(out, args.overwrite, resuming=bool(args.resume)) if is_main_process() else nullcontext():
         keep_freed_memory()  # a command owns its process: freed memory is kept for the next step
@@ -236,7 +256,8 @@ def run(args, device):
             require_s7(model)
         data = load_cifar10(args.data)
         data = quick_data(data) if config["quick"] else data
-        report(f"{architecture}: {count_parameters(model):,} parameters; {recipe}")
+        report(model.describe())
+        report(f"{recipe}")
         try:
             return train_and_save(model, data, recipe, generator, device, out, checkpoint, config, args, report)
         except KeyboardInterrupt:
@@ -252,17 +273,21 @@ def train_and_save(model, data, recipe, generator, device, out: Path, checkpoint
         report(f"stopped after epoch {len(history)} of {recipe.epochs:g}; go on with: "
                f"{train_command('--resume', out / 'last.pt')}")
         return None
-    # Under torchrun the first process evaluates; the others would compute the same number.
-    test_acc = evaluate(model, data.test_images, data.test_labels, tta=recipe.tta) if is_main_process() else None
-    if is_main_process():
-        architecture = type(model).__name__
-        saved = save_checkpoint(model, out / model_filename(architecture), recipe=asdict(recipe), **config,
-                                history=history, processor=processor_name(device), test_acc=round(test_acc, 2),
-                                test_images=len(data.test_images))
-        (out / "history.json").write_text(json.dumps({"architecture": architecture, "recipe": asdict(recipe),
-                                                      **config, "history": history, "test_acc": test_acc}, indent=1))
-        remove_other_runs(out, architecture)
-        report(f"final test accuracy: {test_acc:.2f}% (TTA: {recipe.tta}); saved {saved}")
+    if not is_main_process():  # the first process evaluates; the others would compute the same number
+        return None
+    test_acc = evaluate(model, data.test_images, data.test_labels, tta=recipe.tta)
+    architecture = type(model).__name__
+    saved = save_checkpoint(model, out / model_filename(architecture), recipe=asdict(recipe), **config,
+                            history=history, processor=processor_name(device), test_acc=round(test_acc, 2),
+                            test_images=len(data.test_images))
+    (out / "history.json").write_text(json.dumps({"architecture": architecture, "recipe": asdict(recipe),
+                                                  **config, "history": history, "test_acc": test_acc}, indent=1))
+    remove_other_runs(out, architecture)
+    report(f"final test accuracy: {test_acc:.2f}% (TTA: {recipe.tta}); saved {saved}")
+    plain = test_acc if recipe.tta == "none" else evaluate(model, data.test_images, data.test_labels)
+    report("\nThe rules, checked on the trained network:\n" + format_checks(check_s7(
+        model, plain, tta_accuracy=None if recipe.tta == "none" else test_acc, device=device,
+        test_images=len(data.test_images))))
     return test_acc
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models import count_parameters
 from ..errors import first_line
+from ..models import count_parameters
 from ..runtime.device import pick_device
 from .rules import TRACED, Reading
 from .trace import BATCH, Trace, trace
@@ -66,15 +66,16 @@ def _device_check(model: nn.Module, device: torch.device | None) -> Check:
     return Check("device", required, f"{where}; {here}{reason}", NOT_CHECKED)
 
 
-def _accuracy_check(test_accuracy, tta_accuracy=None) -> Check:
+def _accuracy_check(test_accuracy, tta_accuracy=None, test_images: int | None = None) -> Check:
     """The plain accuracy is the one that counts; the accuracy with test-time augmentation is shown beside it."""
     if isinstance(test_accuracy, list):
         test_accuracy = test_accuracy[-1]["test_acc"] if test_accuracy else None
     required = f">= {MIN_ACCURACY:g}% without TTA"
     if test_accuracy is None:
         return Check("test accuracy", required, "not measured: give test_accuracy", NOT_CHECKED)
+    on = f" on {test_images:,} test images" if test_images else ""
     beside = f" ({tta_accuracy:.2f}% with TTA)" if tta_accuracy is not None else ""
-    return Check("test accuracy", required, f"{test_accuracy:.2f}% plain{beside}",
+    return Check("test accuracy", required, f"{test_accuracy:.2f}% plain{on}{beside}",
                  _verdict(test_accuracy >= MIN_ACCURACY))
 
 
@@ -120,13 +121,14 @@ def _traced_checks(model: nn.Module, graph: Trace, input_shape) -> list[Check]:
 
 
 def check_s7(model: nn.Module, test_accuracy=None, *, tta_accuracy=None, device: torch.device | None = None,
-             input_shape=(3, 32, 32)) -> list[Check]:
+             input_shape=(3, 32, 32), test_images: int | None = None) -> list[Check]:
     """One Check per requirement, always the same 8 in the same order; a non-compliant model fails, never raises.
 
     device: where the parameters must be (the device a run chose). The row passes when they are on a GPU, fails
     when they are elsewhere than `device` or on the CPU of a machine with a GPU, and is not checked on a machine
     without a GPU. test_accuracy: the plain accuracy (0-100) or a training history, a list of dicts whose last
-    "test_acc" (plain) counts; tta_accuracy, shown beside it; without one the row is not checked.
+    "test_acc" (plain) counts; tta_accuracy, shown beside it; without one the row is not checked. test_images: how
+    many test images the accuracy counts, said beside it.
     If the forward pass on a (BATCH, *input_shape) batch fails, every check read from it fails and says why.
     """
     graph = None
@@ -138,7 +140,7 @@ def check_s7(model: nn.Module, test_accuracy=None, *, tta_accuracy=None, device:
     else:
         traced = _traced_checks(model, graph, input_shape)
     return [_device_check(model, device), *traced, _parameter_check(model, graph),
-            _accuracy_check(test_accuracy, tta_accuracy)]
+            _accuracy_check(test_accuracy, tta_accuracy, test_images)]
 
 
 RESULT = {PASS: "PASS", FAIL: "FAIL", NOT_CHECKED: "not checked here"}

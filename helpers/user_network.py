@@ -1,0 +1,136 @@
+"""Anyone's network, trained by our engine: `python -m helpers.train --net file.py[:Name]`, or
+`train_network(MyNet())` in a notebook.
+
+A student's network is a plain nn.Module written for normalised inputs (transforms.Normalize) that often ends in
+log_softmax. UserNetwork makes it a helpers.models.Network: the engine's [0, 1] images are normalised first (by
+default with CIFAR-10's mean and std; `none` for a network that normalises itself), and its outputs are taken as
+they come, logits or log-probabilities alike (see UserNetwork). A network from a file is saved as the file's path,
+the entry's name and the file's sha256 beside the weights, never as pickled code, and loads again while the file is
+unchanged.
+"""
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .check import LoadError, load_network
+from .errors import ConfigError, first_line
+from .models import CIFAR10_MEAN, CIFAR10_STD, Network, Normalize, count_parameters, register
+
+NORMALIZE_HELP = ("how the network expects its inputs: cifar (default: CIFAR-10's mean and std, as "
+                  "transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)) gives), none (it takes "
+                  "[0, 1] images, or normalises itself), or M1,M2,M3/S1,S2,S3")
+
+
+def normalization(text: str) -> tuple[tuple, tuple] | None:
+    """(mean, std) from a --normalize text, None for "none"; ConfigError for anything else."""
+    if text == "cifar":
+        return CIFAR10_MEAN, CIFAR10_STD
+    if text == "none":
+        return None
+    try:
+        mean, std = (tuple(float(v) for v in part.split(",")) for part in text.split("/"))
+    except ValueError:
+        mean = std = ()
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ConfigError(f"--normalize {text!r}: give cifar, none, or three means and three positive stds as "
+                          f"M1,M2,M3/S1,S2,S3 (e.g. 0.5,0.5,0.5/0.5,0.5,0.5)")
+    return mean, std
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@register
+class UserNetwork(Network):
+    """A user's nn.Module (`net`) behind the normalisation it expects.
+
+    Its output may be logits or log-probabilities: cross-entropy takes log_softmax of what it is given, and
+    log_softmax of log-probabilities is the same log-probabilities (their logsumexp is log 1 = 0), so the loss is
+    then exactly NLLLoss, label smoothing included; argmax, and so the accuracy, is the same for both.
+
+    Built from `source` and `entry` (a file and the class or factory in it, checked against `sha256`), or around
+    a module already built (`network`, e.g. a notebook's): such a one trains and saves, but a checkpoint cannot
+    rebuild it, as no file holds its code.
+    """
+
+    def __init__(self, source: str | None = None, entry: str | None = None, sha256: str | None = None,
+                 mean=CIFAR10_MEAN, std=CIFAR10_STD, *, network: nn.Module | None = None):
+        super().__init__(source=source, entry=entry, sha256=sha256, mean=None if mean is None else list(mean),
+                         std=None if std is None else list(std))
+        self.normalize = nn.Identity() if mean is None else Normalize(mean, std)
+        self.net = network if network is not None else load_source(source, entry, sha256)
+
+    def forward(self, x):
+        return self.net(self.normalize(x))
+
+    def describe(self) -> str:
+        """The wrapper in one line, for a run's first lines."""
+        origin = (f"{self.model_kwargs['entry']} from {self.model_kwargs['source']}" if self.model_kwargs["source"]
+                  else f"{type(self.net).__name__} (built in memory)")
+        inputs = ("the [0, 1] images as they are" if isinstance(self.normalize, nn.Identity) else
+                  "[0, 1] images normalised first with mean (" + ", ".join(f"{v:g}" for v in self.normalize.stats[0])
+                  + ") and std (" + ", ".join(f"{v:g}" for v in self.normalize.stats[1]) + ")")
+        return f"network: {origin}, {count_parameters(self):,} parameters; it is given {inputs}"
+
+
+def load_source(source: str | None, entry: str | None, sha256: str | None) -> nn.Module:
+    """The network a checkpoint names by file, entry and sha256; ConfigError in one line when the file is gone or
+    changed, or when no file holds the network."""
+    if source is None:
+        raise ConfigError("this network was built in memory (a notebook cell, say), so no file holds its code: build "
+                          "it again and load the checkpoint's state_dict into UserNetwork(network=...)")
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"the network's file {source} is missing: the checkpoint needs it, unchanged")
+    if file_sha256(path) != sha256:
+        raise ConfigError(f"the network's file {source} changed since the checkpoint was saved (its sha256 differs): "
+                          f"restore that version, or train again")
+    try:
+        return load_network(f"{source}:{entry}")
+    except LoadError as error:
+        raise ConfigError(str(error)) from None
+
+
+def user_network(target: str, normalize: str = "cifar") -> UserNetwork:
+    """The network that `file.py[:Name]` names, wrapped, its file's path, entry and sha256 recorded."""
+    file, _, name = target.rpartition(":") if target.rpartition(":")[2].isidentifier() else (target, "", "")
+    try:
+        network = load_network(target)
+    except LoadError as error:
+        raise ConfigError(str(error)) from None
+    stats = normalization(normalize)
+    wrapped = UserNetwork(str(Path(file).resolve()), name or type(network).__name__, file_sha256(Path(file)),
+                          *(stats or (None, None)), network=network)
+    require_trainable_network(wrapped)
+    return wrapped
+
+
+PROBE_BATCH = 2
+
+
+def require_trainable_network(model: UserNetwork) -> None:
+    """ConfigError, in one line, unless the network has parameters and maps (N, 3, 32, 32) images to (N, 10) scores:
+    checked on a batch of PROBE_BATCH before any training, in eval mode and without gradients."""
+    name = type(model.net).__name__
+    if not any(p.requires_grad for p in model.net.parameters()):
+        raise ConfigError(f"{name} has no trainable parameters: nothing to train")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            images = torch.rand(PROBE_BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+            out = model(images.to(next(model.net.parameters()).device))
+    except Exception as error:
+        raise ConfigError(f"{name} cannot run on a ({PROBE_BATCH}, 3, 32, 32) batch of CIFAR-10 images: "
+                          f"{type(error).__name__}: {first_line(error)}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor):
+        raise ConfigError(f"{name} returns a {type(out).__name__}, not one tensor of scores: return the (N, 10) "
+                          f"logits or log-probabilities alone")
+    if tuple(out.shape) != (PROBE_BATCH, 10) or not out.is_floating_point():
+        raise ConfigError(f"{name} maps a ({PROBE_BATCH}, 3, 32, 32) batch to a {out.dtype} tensor of shape "
+                          f"{tuple(out.shape)}, not ({PROBE_BATCH}, 10): one score per CIFAR-10 class is needed")
