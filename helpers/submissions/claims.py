@@ -59,29 +59,34 @@ def _test_accuracies(cells: list[Cell]) -> list[Claim]:
 
 
 def _accuracies_in(line: str) -> list[tuple[float, str]]:
-    """(percent, "test" or "unnamed") for each test accuracy on the line."""
+    """(percent, "test" or "unnamed") for each test accuracy on the line. Where the words just before one number
+    name a test ("val_accuracy"), a number on the same line with no such word before it is the training one
+    ("accuracy: 0.90 - val_accuracy: 0.85")."""
     if PER_CLASS.search(line) or MEAN.search(line):
         return []
-    found = []
     for pattern in (OUT_OF, AFTER_SIGN, BEFORE_PERCENT):
-        for match in pattern.finditer(line):
-            kind = _kind(line, match.start())
-            value = _percent(match)
-            if kind != "training" and value is not None:
-                found.append((value, kind))
+        matches = [(match, _said_before(line, match.start())) for match in pattern.finditer(line)]
+        if any(said == "test" for _, said in matches):
+            matches = [(match, said) for match, said in matches if said == "test"]
+        found = [(value, said or _said_by(line)) for match, said in matches
+                 if (value := _percent(match)) is not None]
+        found = [(value, kind) for value, kind in found if kind != "training"]
         if found:
             return found
-    return found
+    return []
 
 
-def _kind(line: str, start: int) -> str:
-    """What the words just before the number's label say, else what the line says."""
-    for text in (line[max(0, start - 12):start], line):
-        if TEST.search(text):
-            return "test"
-        if TRAINING.search(text):
-            return "training"
-    return "unnamed"
+def _said_before(line: str, start: int) -> str | None:
+    """What the words just before a number's label say: "test", "training" or None."""
+    return _said_by(line[max(0, start - 12):start], None)
+
+
+def _said_by(text: str, neither="unnamed") -> str | None:
+    if TEST.search(text):
+        return "test"
+    if TRAINING.search(text):
+        return "training"
+    return neither
 
 
 def _percent(match) -> float | None:
@@ -89,4 +94,4 @@ def _percent(match) -> float | None:
     has_sign = match.re is OUT_OF or match.group(2) == "%"
     if not has_sign and "." in match.group(1) and value <= 1:  # a fraction: 0.8512
         value *= 100
-    return value if 0 <= value <= 100 else None
+    return round(value, 4) if 0 <= value <= 100 else None
