@@ -37,7 +37,8 @@ SMALL = '''class Small(nn.Module):
         return self.conv(x).mean(dim=(2, 3))
 '''
 
-TRAINING = "for epoch in range(2):\n    train(model, device, train_loader, optimizer, epoch)\n    test(model, test_loader)"
+TRAINING = ("for epoch in range(2):\n    train(model, device, train_loader, optimizer, epoch)\n"
+            "    test(model, test_loader)")
 TEST_LOG = ("Test set: Average loss: 0.4512, Accuracy: 8012/10000 (80.12%)\n"
             "Test set: Average loss: 0.4011, Accuracy: 8512/10000 (85.12%)\n"
             "Test set: Average loss: 0.4102, Accuracy: 8433/10000 (84.33%)\n")

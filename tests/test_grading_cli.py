@@ -46,7 +46,8 @@ def test_a_folder_run_writes_the_csv_and_bad_submissions_do_not_stop_it(tmp_path
                    cell("train(model)", "Test set: Average loss: 1.1, Accuracy: 6012/10000 (60%)\n", 3))
     (folder / "carol").mkdir()
     (folder / "carol" / "S7.ipynb").write_text("<html>not a notebook</html>")
-    write_notebook(folder / "dave" / "S7.ipynb", cell("import sys\nimport torch.nn as nn\nclass Net(nn.Module):\n    sys.exit(0)", "", 1))
+    write_notebook(folder / "dave" / "S7.ipynb",
+                   cell("import sys\nimport torch.nn as nn\nclass Net(nn.Module):\n    sys.exit(0)", "", 1))
     (folder / "eve" / ".ipynb_checkpoints").mkdir(parents=True)  # Jupyter's copies are not submissions
     write_notebook(folder / "eve" / ".ipynb_checkpoints" / "S7-checkpoint.ipynb", cell("x = 1"))
     table = tmp_path / "grades.csv"
@@ -73,13 +74,14 @@ def test_a_folder_run_writes_the_csv_and_bad_submissions_do_not_stop_it(tmp_path
 
 @pytest.mark.parametrize("source, code", [
     ("import sys\nsys.exit(0)\n", "0"),  # at import: it gave status 0, every rule passing, with no output
-    (NET.replace("    def forward(self, x):\n", "    def forward(self, x):\n        raise SystemExit('bye')\n"), "'bye'"),
+    (NET.replace("    def forward(self, x):\n", "    def forward(self, x):\n        raise SystemExit('bye')\n"),
+     "'bye'"),
 ])
 def test_the_checked_file_does_not_decide_the_status(tmp_path, capsys, source, code):
     exits = tmp_path / "exits.py"
     exits.write_text(source)
-    assert run(capsys, exits) == (2, "", f"error: the submission's code called sys.exit({code}): nothing of it could be "
-                                         f"checked\n")
+    assert run(capsys, exits) == (2, "", f"error: the submission's code called sys.exit({code}): nothing of it "
+                                         f"could be checked\n")
 
 
 @pytest.mark.slow

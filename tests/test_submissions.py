@@ -37,7 +37,8 @@ def test_a_model_imported_from_a_file_beside_and_from_a_package_two_folders_down
     (package / "blocks.py").write_text("WIDTH = 6\n")
     (package / "__init__.py").write_text("from .blocks import WIDTH\n")
     (tmp_path / "repo" / ".git").mkdir()
-    cells = [cell("from src.models.s7 import Net\nfrom src.models import WIDTH\nnet = Net(WIDTH)\nsummary(net, (3, 32, 32))")]
+    cells = [cell("from src.models.s7 import Net\nfrom src.models import WIDTH\nnet = Net(WIDTH)\n"
+                  "summary(net, (3, 32, 32))")]
     assert load_entry(write_notebook(tmp_path / "repo" / "top.ipynb", *cells)).model.c1.out_channels == 6
     nested = write_notebook(tmp_path / "repo" / "notebooks" / "deep" / "s7.ipynb", *cells)  # the repo root found
     assert load_entry(nested).model.c1.out_channels == 6
@@ -114,7 +115,8 @@ def test_the_device_row_reads_the_outputs_and_quotes_code_as_intent(tmp_path):
         assert evidence.used == used, printed
         assert evidence.quotes[-1] == ("intent, not use: cell 1 [1]: device = torch.device('cuda' if "
                                        "torch.cuda.is_available() else 'cpu')")
-    evidence = device_evidence(read_cells(write_notebook(tmp_path / "d.ipynb", cell("run()", "Using device: cuda:0\n", 2))))
+    printed = write_notebook(tmp_path / "d.ipynb", cell("run()", "Using device: cuda:0\n", 2))
+    evidence = device_evidence(read_cells(printed))
     assert evidence.text == 'cell 1 [2]: "Using device: cuda:0"'
 
 
@@ -183,9 +185,9 @@ def test_what_a_notebook_cannot_give_is_one_line(tmp_path, monkeypatch):
     assert "(cell 1 [1]: ModuleNotFoundError: No module named 'nowhere_module')" in load_error(missing)
     scripted = tmp_path / "jit.py"
     scripted.write_text(NET + "def build():\n    return torch.jit.script(Net())\n")
-    assert load_error(f"{scripted}:build") == ("build() returned a TorchScript module, which hides the layers the rules "
-                                               "read: pass the Python module (the nn.Module before torch.jit.script "
-                                               "or trace)")
+    assert load_error(f"{scripted}:build") == ("build() returned a TorchScript module, which hides the layers the "
+                                               "rules read: pass the Python module (the nn.Module before "
+                                               "torch.jit.script or trace)")
     monkeypatch.setattr(load, "ABSURD_PARAMS", 1000)
     assert load_error(colab_notebook(tmp_path / "big.ipynb")) == (
         "Net(**config) has 7,578 parameters, over the 1,000 this checker traces (the rule allows fewer than "

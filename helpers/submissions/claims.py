@@ -1,9 +1,9 @@
 """The test accuracies a notebook printed: the best and the final, each with its cell and the line quoted.
 
 These are claims read from text, not measurements: the regular expressions here read printed output, never code.
-Forms read: "Accuracy: 8512/10000 (85.12%)", "Accuracy: 80.71", "test acc: 85.5500", "Test Accuracy : 84.51",
-integers ("(82%)", "66 %"), fractions ("val_accuracy: 0.8512"), and tqdm postfixes ("test_acc=85.3"; a bar's
-last state after its carriage returns). Not test accuracies: lines that say train or batch (a training bar),
+Forms read: "Accuracy: 8512/10000 (P%)", "Accuracy: P", "test acc: P", "Test Accuracy : P" (P with decimals or
+without, "66 %" too), fractions ("val_accuracy: 0.8512"), and tqdm postfixes ("test_acc=P"; a bar's last state
+after its carriage returns). Not test accuracies: lines that say train or batch (a training bar),
 per-class lines ("car : 100 %"), and means over epochs. A line that names test or validation wins over one that
 names neither; one that names neither ("Accuracy: 80.71") counts only when no line names a test.
 """
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from .notebook_cells import Cell, printed_lines
 
-OUT_OF = re.compile(r"\d+\s*/\s*\d+\s*\(\s*(\d+(?:\.\d+)?)\s*%\s*\)")                    # 8512/10000 (85.12%)
+OUT_OF = re.compile(r"\d+\s*/\s*\d+\s*\(\s*(\d+(?:\.\d+)?)\s*%\s*\)")                    # 8512/10000 (P%)
 AFTER_SIGN = re.compile(r"acc(?:uracy)?\b[^:=\n]{0,60}?[:=]\s*(\d+(?:\.\d+)?)\s*(%)?", re.IGNORECASE)
-BEFORE_PERCENT = re.compile(r"acc(?:uracy)?\s+(\d+(?:\.\d+)?)\s*(%)", re.IGNORECASE)       # Test Accuracy 84.5%
+BEFORE_PERCENT = re.compile(r"acc(?:uracy)?\s+(\d+(?:\.\d+)?)\s*(%)", re.IGNORECASE)       # Test Accuracy P%
 TEST = re.compile(r"test|val", re.IGNORECASE)
 TRAINING = re.compile(r"train|batch", re.IGNORECASE)
 PER_CLASS = re.compile(r"\b(?:plane|airplane|car|automobile|bird|cat|deer|dog|frog|horse|ship|truck)s?\b",

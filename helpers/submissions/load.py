@@ -112,8 +112,8 @@ def _the_one_class(namespace: dict, module_name: str, where: str):
 
 
 def _notebook_entry(path: Path, name: str, notes: list[str]):
-    """(builder, name, call text, cell number) for a notebook: its statements that define the network run in a module of their
-    own, then the call that made it there is made again here."""
+    """(builder, name, call text, cell number) for a notebook: the statements that define its network run in a
+    module of their own, then the call that made it there is made again here."""
     try:
         program = read_program(path)
     except NotebookError as error:
