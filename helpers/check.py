@@ -1,27 +1,27 @@
-"""python -m helpers.check path/to/file.py:Net [--input 3x64x64]: the S7 rules and the receptive field of anyone's
-network, as a grader would check them.
+"""python -m helpers.check PATH... [--csv FILE]: the S7 rules, the receptive field, the claimed accuracy and the GPU
+of what students hand in, as a grader checks them. It runs the students' code: check code you do not trust in a
+container.
 
-Net is a class or a factory that builds the network with no arguments; without ":Net" the file's one nn.Module
-subclass is taken (the one called Net, if it defines several). It prints the rule table, the receptive-field table and the field measured by gradients.
-Status: 0 when every rule that can be checked from the network passes, 1 when one fails, 2 when the file cannot be
-imported or has no such name (one "error:" line). The accuracy and the use of the GPU are properties of a training
-run, not of the network: they read "not checked here" and count neither way.
+PATH is file.py[:Name], notebook.ipynb[:Name], or a folder, where every notebook (recursively) is one submission.
+Name is a class or a factory; without it a .py file's one nn.Module class is taken (Net, if it defines several), and a
+notebook's network is the one it instantiates and trains, built with the arguments it passes. A notebook's accuracy
+is the test accuracy it printed (the best epoch decides, the final beside it: claimed, not measured), its device what
+its outputs show; --weights measures the accuracy on the 10,000 test images instead. Each submission runs in a
+child process of its own, with a fresh working folder, no GPU and --timeout.
+One submission prints the rule table, the receptive-field table and the field measured by gradients; several print
+one line each. Status: 0 when every row passes every rule it checks, 1 when one fails, 2 when a path or a
+submission cannot be read or checked (one "error:" line each).
 """
 import argparse
-import importlib.util
-import inspect
 import sys
+import time
 from pathlib import Path
 
-from torch import nn
-
-from .checker.receptive_field import empirical_rf, format_rf_table, rf_rows
-from .checker.spec import check_s7, format_checks
-from .checker.trace import trace
-
-
-class LoadError(Exception):
-    """The network cannot be built from what the command line names."""
+from .data import default_data_root
+from .submissions.batch import PathError, find_submissions, grade_in_child
+from .submissions.load import split_target
+from .submissions.normalization import parse_normalize
+from .submissions.rows import failed, row_line, write_csv
 
 
 def input_shape(text: str) -> tuple[int, ...]:
@@ -35,88 +35,87 @@ def input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _import(path: Path):
-    if not path.is_file():
-        raise LoadError(f"{path} is not a file")
-    spec = importlib.util.spec_from_file_location(f"_checked_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent.resolve()))  # the file's own imports of its neighbours
+def positive_seconds(text: str) -> float:
     try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        raise LoadError(f"cannot import {path}: {type(error).__name__}: {str(error).partition(chr(10))[0]}") \
-            from error
-    finally:
-        sys.path.remove(str(path.parent.resolve()))
-    return module
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return seconds
 
 
-def load_network(target: str) -> nn.Module:
-    """The network `file.py:Name` names, built with no arguments."""
-    file, _, name = target.rpartition(":") if ":" in target else (target, "", "")
-    module = _import(Path(file))
-    if name:
-        if not hasattr(module, name):
-            defined = sorted(n for n, v in vars(module).items() if not n.startswith("_") and callable(v)
-                             and getattr(v, "__module__", None) == module.__name__)
-            raise LoadError(f"{file} has no {name!r} (it defines: {', '.join(defined) or 'nothing callable'})")
-        build = getattr(module, name)
-    else:
-        own = [v for v in vars(module).values() if inspect.isclass(v) and issubclass(v, nn.Module)
-               and v.__module__ == module.__name__]
-        own = [v for v in own if v.__name__ == "Net"] or own
-        if len(own) != 1:
-            raise LoadError(f"{file} defines {len(own)} nn.Module classes "
-                            f"({', '.join(v.__name__ for v in own) or 'none'}): name one, or a function that builds "
-                            f"the network, {file}:Name")
-        build, name = own[0], own[0].__name__
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m helpers.check", description=__doc__.partition("\n\n")[0],
+                                     epilog=__doc__.partition("\n\n")[2])
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="file.py[:Name], notebook.ipynb[:Name] or a folder")
+    parser.add_argument("--input", type=input_shape, default=(3, 32, 32), metavar="CxHxW",
+                        help="the input shape of one image (default 3x32x32)")
+    parser.add_argument("--csv", type=Path, metavar="FILE", help="write one row per submission to FILE")
+    parser.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="S",
+                        help="seconds each submission may take (default 60)")
+    parser.add_argument("--weights", type=Path, metavar="FILE",
+                        help="the state_dict or model the student shipped: measure the accuracy on the test images")
+    parser.add_argument("--normalize", default="cifar", metavar="cifar|none|M1,M2,M3/S1,S2,S3",
+                        help="with --weights: the normalisation the network was trained with (default cifar)")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="with --weights: the CIFAR-10 root (default $CIFAR10_ROOT or ./data)")
+    args = parser.parse_args(argv)
     try:
-        model = build()
-    except Exception as error:
-        hint = ""
-        if isinstance(error, TypeError) and "required" in str(error):  # an argument the network needs
-            hint = (f" (it is built with no arguments: add `def build(): return {name}(...)`, with your arguments, "
-                    f"to {Path(file).name} and name {file}:build)")
-        raise LoadError(f"{name}() failed: {type(error).__name__}: {str(error).partition(chr(10))[0]}{hint}") \
-            from error
-    if not isinstance(model, nn.Module):
-        raise LoadError(f"{name}() returned a {type(model).__name__}, not an nn.Module")
-    return model
+        parse_normalize(args.normalize)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"argument --normalize: {error}")
+    return args
 
 
-def report(model: nn.Module, shape) -> tuple[str, bool]:
-    """The text the command prints and whether a rule failed."""
-    checks = check_s7(model, input_shape=shape)
-    parts = [format_checks(checks)]
-    failed = any(check.failed for check in checks)
-    try:
-        parts.append(format_rf_table(rf_rows(trace(model, shape))))
-    except Exception as error:  # the rule table already says why the forward pass fails
-        parts.append(f"receptive-field table: none, the forward pass fails: {type(error).__name__}: "
-                     f"{str(error).partition(chr(10))[0]}")
-        return "\n\n".join(parts), failed
-    try:
-        measured = f"{empirical_rf(model, shape)} px"
-    except ValueError as error:  # a field the probe cannot reach: said, the analytic field stands
-        measured = f"not measured: {error}"
-    parts.append(f"measured by gradients: {measured}")
-    return "\n\n".join(parts), failed
+def child_options(args) -> list[str]:
+    options = ["--input", *map(str, args.input), "--normalize", args.normalize]
+    if args.weights is not None:
+        options += ["--weights", str(args.weights.resolve()),
+                    "--data", str((args.data or default_data_root()).resolve())]
+    return options
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.check", description=__doc__.partition("\n\n")[0])
-    parser.add_argument("target", help="path/to/file.py:Net (a class or a factory called with no arguments)")
-    parser.add_argument("--input", type=input_shape, default=(3, 32, 32), metavar="CxHxW",
-                        help="the input shape of one image (default 3x32x32)")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     try:
-        model = load_network(args.target)
-    except LoadError as error:
+        submissions = find_submissions(args.paths)
+        if args.weights is not None and len(submissions) != 1:
+            raise PathError(f"--weights belongs to one submission, not {len(submissions)}")
+    except PathError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    text, failed = report(model, args.input)
-    print(text)
-    return 1 if failed else 0
+    one = len(args.paths) == 1 and not split_target(args.paths[0])[0].is_dir()  # the full report, not a line
+    rows, started = [], time.perf_counter()
+    try:
+        for submission in submissions:
+            outcome = grade_in_child(submission, args.timeout, child_options(args))
+            rows.append(outcome.row)
+            if one and outcome.report:
+                print(outcome.report)
+            elif one:
+                print(f"error: {outcome.row['error']}", file=sys.stderr)
+            else:
+                print(row_line(outcome.row), flush=True)
+    except KeyboardInterrupt:
+        print(f"error: interrupted after {len(rows)} of {len(submissions)} submissions"
+              f"{f'; their rows are in {args.csv}' if args.csv and rows else ''}", file=sys.stderr)
+        if args.csv and rows:
+            write_csv(rows, args.csv)
+        return 130
+    if args.csv:
+        try:
+            write_csv(rows, args.csv)
+        except OSError as error:
+            print(f"error: cannot write {args.csv}: {error.strerror or error}", file=sys.stderr)
+            return 2
+    if not one:
+        print(f"{len(rows)} submissions in {time.perf_counter() - started:.0f} s"
+              f"{f'; the table is in {args.csv}' if args.csv else ''}")
+    if any(row["error"] for row in rows):
+        return 2
+    return 1 if any(failed(row) for row in rows) else 0
 
 
 if __name__ == "__main__":

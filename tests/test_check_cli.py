@@ -1,5 +1,6 @@
-"""python -m helpers.check: status 0 when every rule the network alone can show passes, 1 when one fails, 2 when
-the file or the name is not there (one error line)."""
+"""python -m helpers.check on a .py file: status 0 when every rule the network alone can show passes, 1 when one fails,
+2 when the file or the name is not there (one error line). Each check runs in a child process; what the loader
+refuses is tested in this process, through load_entry, which gives the child its error line."""
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers.check import main
+from helpers.submissions.load import LoadError, load_entry
 
 NETS = Path(__file__).with_name("student_nets.py")
 
@@ -60,28 +62,36 @@ def test_a_field_the_probe_cannot_reach_and_a_forward_that_fails_are_each_one_li
 
 
 @pytest.mark.parametrize("target, message", [
-    ("{tmp}/missing.py:Net", "error: {tmp}/missing.py is not a file"),
-    ("{tmp}/broken.py:Net", "error: cannot import {tmp}/broken.py: SyntaxError: "),
-    ("{tmp}/raises.py:Net", "error: cannot import {tmp}/raises.py: ModuleNotFoundError: No module named "
+    ("{tmp}/missing.py:Net", "{tmp}/missing.py is not a file"),
+    ("{tmp}/broken.py:Net", "cannot import {tmp}/broken.py: SyntaxError: "),
+    ("{tmp}/raises.py:Net", "cannot import {tmp}/raises.py: ModuleNotFoundError: No module named "
                             "'a_module_nobody_installed'"),
-    ("{nets}:Nett", "error: {nets} has no 'Nett' (it defines: AdaptiveTwo, BasicBlock, "),
-    ("{tmp}/two.py", "error: {tmp}/two.py defines 2 nn.Module classes (A, B): name one, or a function that builds "
+    ("{nets}:Nett", "{nets} has no 'Nett' (it defines: AdaptiveTwo, BasicBlock, "),
+    ("{tmp}/two.py", "{tmp}/two.py defines 2 nn.Module classes (A, B): name one, or a function that builds "
                      "the network, {tmp}/two.py:Name"),
-    ("{tmp}/two.py:make", "error: make() returned a int, not an nn.Module"),
-    ("{tmp}/args.py", "error: Net() failed: TypeError: Net.__init__() missing 1 required positional argument: "
+    ("{tmp}/two.py:make", "make() returned a int, not an nn.Module"),
+    ("{tmp}/args.py", "Net() failed: TypeError: Net.__init__() missing 1 required positional argument: "
                       "'width' (it is built with no arguments: add `def build(): return Net(...)`, with your "
                       "arguments, to args.py and name {tmp}/args.py:build)"),
 ])
-def test_what_cannot_be_loaded_exits_2_with_one_error_line(tmp_path, capsys, target, message):
+def test_what_cannot_be_loaded_is_one_line(tmp_path, target, message):
     (tmp_path / "broken.py").write_text("class Net(:\n")
     (tmp_path / "raises.py").write_text("import a_module_nobody_installed\n")
     (tmp_path / "two.py").write_text("import torch.nn as nn\nclass A(nn.Module): pass\nclass B(nn.Module): pass\n"
                                      "def make():\n    return 3\n")
     (tmp_path / "args.py").write_text("import torch.nn as nn\nclass Net(nn.Module):\n"
                                       "    def __init__(self, width):\n        super().__init__()\n")
-    status, out, err = run(capsys, target.format(tmp=tmp_path, nets=NETS))
-    assert status == 2 and out == ""
-    assert err.startswith(message.format(tmp=tmp_path, nets=NETS)) and err.count("\n") == 1
+    with pytest.raises(LoadError) as caught:
+        load_entry(target.format(tmp=tmp_path, nets=NETS))
+    assert str(caught.value).startswith(message.format(tmp=tmp_path, nets=NETS)) and "\n" not in str(caught.value)
+
+
+def test_what_cannot_be_loaded_exits_2_with_one_error_line(tmp_path, capsys):
+    assert run(capsys, tmp_path / "missing.py:Net") == (2, "", f"error: {tmp_path}/missing.py is not a file\n")
+    (tmp_path / "two.py").write_text("import torch.nn as nn\nclass A(nn.Module): pass\nclass B(nn.Module): pass\n")
+    assert run(capsys, tmp_path / "two.py") == (2, "", f"error: {tmp_path}/two.py defines 2 nn.Module classes (A, B): "
+                                                       f"name one, or a function that builds the network, "
+                                                       f"{tmp_path}/two.py:Name\n")
 
 
 def test_the_command_runs_as_a_module(tmp_path):

@@ -37,7 +37,8 @@ def test_the_readme_layout_names_every_module_and_script():
     files = HELPERS + sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.sh"))
     assert [f.name for f in files if f.name != "__init__.py" and f.name not in layout] == []
     packages = {p.parent.name for p in HELPERS if p.name == "__init__.py"} - {"helpers"}
-    assert packages == {"runtime", "checker", "lecture"} and all(f"{name}/:" in layout for name in packages)
+    assert packages == {"runtime", "checker", "lecture", "submissions"}
+    assert all(f"{name}/:" in layout for name in packages)
 
 
 def test_every_preset_row_of_the_readme_quotes_its_record():

@@ -1,7 +1,7 @@
 """The S7 assignment's requirements as checks: the structural ones read on the traced graph (helpers.checker.rules), the
 parameter count, and what one model object can show of its run. Uses-the-GPU is "not checked here" on a machine
-without one; the accuracy is "not checked here" when none is given (python -m helpers.check measures no accuracy).
-format_checks renders the results as a table.
+without one; the accuracy is "not checked here" when none is given. A notebook's grading replaces those two rows by
+what its outputs claim (claimed_accuracy_check, evidence_device_check). format_checks renders the results as a table.
 """
 from collections import Counter
 from dataclasses import dataclass
@@ -143,7 +143,24 @@ def check_s7(model: nn.Module, test_accuracy=None, *, tta_accuracy=None, device:
             _accuracy_check(test_accuracy, tta_accuracy, test_images)]
 
 
+def claimed_accuracy_check(best: float | None, quoted: str) -> Check:
+    """The test accuracy a notebook printed, not measured: the verdict on the best epoch, as graders read the
+    assignment; `quoted`: the best and the final with their cells and lines."""
+    required = f">= {MIN_ACCURACY:g}% without TTA"
+    if best is None:
+        return Check("test accuracy", required, "claimed: none, the notebook printed no test accuracy", NOT_CHECKED)
+    return Check("test accuracy", required, f"claimed, not measured: {quoted}", _verdict(best >= MIN_ACCURACY))
+
+
+def evidence_device_check(used_gpu: bool | None, quoted: str) -> Check:
+    """Uses the GPU, as a notebook's outputs show it: PASS on a GPU, FAIL on the CPU, not checked when they show
+    neither; `quoted`: the evidence (code that asks for CUDA is intent and decides nothing)."""
+    state = NOT_CHECKED if used_gpu is None else _verdict(used_gpu)
+    return Check("device", "on the GPU (as the notebook's outputs show)", quoted, state)
+
+
 RESULT = {PASS: "PASS", FAIL: "FAIL", NOT_CHECKED: "not checked here"}
+VERDICT = {PASS: "PASS", FAIL: "FAIL", NOT_CHECKED: "not checked"}  # a grading table's cells
 
 
 def format_checks(results: list[Check]) -> str:
