@@ -9,34 +9,28 @@ the entry's name and the file's sha256 beside the weights, never as pickled code
 unchanged.
 """
 import hashlib
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .check import LoadError, load_network
 from .errors import ConfigError, first_line
 from .models import CIFAR10_MEAN, CIFAR10_STD, Network, Normalize, count_parameters, register
+from .submissions.load import LoadError, load_entry
+from .submissions.normalization import parse_normalize
 
 NORMALIZE_HELP = ("how the network expects its inputs: cifar (default: CIFAR-10's mean and std, as "
                   "transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)) gives), none (it takes "
                   "[0, 1] images, or normalises itself), or M1,M2,M3/S1,S2,S3")
 
 
-def normalization(text: str) -> tuple[tuple, tuple] | None:
-    """(mean, std) from a --normalize text, None for "none"; ConfigError for anything else."""
-    if text == "cifar":
-        return CIFAR10_MEAN, CIFAR10_STD
-    if text == "none":
-        return None
+def normalization(text: str):
+    """(mean, std) for a --normalize text, None for "none" (submissions.normalization); ConfigError otherwise."""
     try:
-        mean, std = (tuple(float(v) for v in part.split(",")) for part in text.split("/"))
-    except ValueError:
-        mean = std = ()
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise ConfigError(f"--normalize {text!r}: give cifar, none, or three means and three positive stds as "
-                          f"M1,M2,M3/S1,S2,S3 (e.g. 0.5,0.5,0.5/0.5,0.5,0.5)")
-    return mean, std
+        return parse_normalize(text)
+    except ArgumentTypeError as error:
+        raise ConfigError(f"--normalize {error}") from None
 
 
 def file_sha256(path: Path) -> str:
@@ -89,21 +83,24 @@ def load_source(source: str | None, entry: str | None, sha256: str | None) -> nn
         raise ConfigError(f"the network's file {source} changed since the checkpoint was saved (its sha256 differs): "
                           f"restore that version, or train again")
     try:
-        return load_network(f"{source}:{entry}")
+        return load_entry(f"{source}:{entry}").model
     except LoadError as error:
         raise ConfigError(str(error)) from None
 
 
 def user_network(target: str, normalize: str = "cifar") -> UserNetwork:
-    """The network that `file.py[:Name]` names, wrapped, its file's path, entry and sha256 recorded."""
-    file, _, name = target.rpartition(":") if target.rpartition(":")[2].isidentifier() else (target, "", "")
+    """The network that `file.py[:Name]` names (submissions.load_entry, the checker's loader), wrapped, its file's
+    path, entry and sha256 recorded; ConfigError in one line when it cannot be loaded or trained."""
+    stats = normalization(normalize)
     try:
-        network = load_network(target)
+        loaded = load_entry(target)
     except LoadError as error:
         raise ConfigError(str(error)) from None
-    stats = normalization(normalize)
-    wrapped = UserNetwork(str(Path(file).resolve()), name or type(network).__name__, file_sha256(Path(file)),
-                          *(stats or (None, None)), network=network)
+    if loaded.file.suffix != ".py":
+        raise ConfigError(f"--net takes a .py file, not {loaded.file.name}: a checkpoint must be able to build the "
+                          f"network again from a file that holds only its code")
+    wrapped = UserNetwork(str(loaded.file.resolve()), loaded.name, file_sha256(loaded.file), *(stats or (None, None)),
+                          network=loaded.model)
     require_trainable_network(wrapped)
     return wrapped
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..data import DatasetError
-from ..recipes import first_line
+from ..errors import first_line
 from .grade import grade
 from .load import LoadError, load_entry
 from .normalization import parse_normalize

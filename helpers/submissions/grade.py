@@ -8,8 +8,8 @@ from pathlib import Path
 from ..checker.receptive_field import empirical_rf, format_rf_table, rf_rows
 from ..checker.spec import check_s7, claimed_accuracy_check, evidence_device_check, format_checks
 from ..checker.trace import trace
+from ..errors import first_line
 from ..models import count_parameters
-from ..recipes import first_line
 from .claims import claimed_accuracies
 from .device_evidence import GPU, device_evidence
 from .load import NOTEBOOK, Loaded

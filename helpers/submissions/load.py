@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..checker.spec import MAX_PARAMS
+from ..errors import first_line
 from ..models import count_parameters
-from ..recipes import first_line
 from .notebook_cells import NotebookError
 from .notebook_code import OPTIMIZED, read_program
 

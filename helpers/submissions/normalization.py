@@ -6,9 +6,7 @@ of a network written with transforms.Normalize), "none" (a network that normalis
 import argparse
 import math
 
-from torch import nn
-
-from ..models import CIFAR10_MEAN, CIFAR10_STD, Normalize
+from ..models import CIFAR10_MEAN, CIFAR10_STD
 
 
 def parse_normalize(text: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -26,8 +24,3 @@ def parse_normalize(text: str) -> tuple[tuple[float, ...], tuple[float, ...]] | 
         raise argparse.ArgumentTypeError(f"{text!r} is not cifar, none, or means/stds such as "
                                          f"0.49,0.48,0.45/0.25,0.24,0.26 (as many of each, every std > 0)")
     return mean, std
-
-
-def normalized(network: nn.Module, stats) -> nn.Module:
-    """`network` behind Normalize(mean, std), so that it takes [0, 1] images; itself when stats is None."""
-    return network if stats is None else nn.Sequential(Normalize(*stats), network)

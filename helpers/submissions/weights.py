@@ -14,9 +14,9 @@ from torch import nn
 
 from ..checkpoints import which_tensors
 from ..data import load_cifar10
+from ..errors import first_line
 from ..evaluation import evaluate
-from ..recipes import first_line
-from .normalization import normalized
+from ..user_network import UserNetwork
 
 WRAPPING_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -66,4 +66,5 @@ def _read(path: Path, model: nn.Module):
 def measured_accuracy(model: nn.Module, stats, data_root) -> float:
     """Plain top-1 accuracy in percent on the 10,000 test images, `stats` normalising in front of the model."""
     data = load_cifar10(data_root, download=False)
-    return evaluate(normalized(model, stats), data.test_images, data.test_labels)
+    mean, std = stats or (None, None)
+    return evaluate(UserNetwork(mean=mean, std=std, network=model), data.test_images, data.test_labels)
