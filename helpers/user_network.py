@@ -10,13 +10,20 @@ unchanged.
 """
 import hashlib
 from argparse import ArgumentTypeError
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .checker.spec import check_s7
 from .errors import ConfigError, first_line
+from .evaluation import evaluate
+from .loop import train
 from .models import CIFAR10_MEAN, CIFAR10_STD, Network, Normalize, count_parameters, register
+from .recipes import NET_RECIPE, PRESETS, Preset, Recipe, resolve
+from .runtime.device import pick_device
+from .start import start_run
 from .submissions.load import LoadError, load_entry
 from .submissions.normalization import parse_normalize
 
@@ -131,3 +138,41 @@ def require_trainable_network(model: UserNetwork) -> None:
     if tuple(out.shape) != (PROBE_BATCH, 10) or not out.is_floating_point():
         raise ConfigError(f"{name} maps a ({PROBE_BATCH}, 3, 32, 32) batch to a {out.dtype} tensor of shape "
                           f"{tuple(out.shape)}, not ({PROBE_BATCH}, 10): one score per CIFAR-10 class is needed")
+
+
+@dataclass
+class TrainedNetwork:
+    """What train_network gives back: the wrapped network, its run's recipe (precision decided) and history, its
+    plain test accuracy, and the eight rule checks measured on it."""
+    model: UserNetwork
+    recipe: Recipe
+    history: list
+    test_acc: float
+    checks: list
+
+
+def train_network(network, data, *, normalize: str = "cifar", preset: str | None = None, quick: bool = False,
+                  seed: int = 0, device=None, **overrides) -> TrainedNetwork:
+    """Train anyone's network with the engine, as `helpers.train --net` does, in memory: for a notebook's network.
+
+    network: an nn.Module, or a class or function that builds one (then built after seeding, so that the seed
+    decides its initial weights too). Its recipe is NET_RECIPE unless `preset` names one, shrunk by quick mode,
+    then `overrides` (Recipe fields) win. The checks' device row reads the device the run used.
+    """
+    run = resolve(PRESETS[preset] if preset else Preset("UserNetwork", NET_RECIPE), quick=quick, **overrides)
+    stats = normalization(normalize)
+    device = device or pick_device()
+
+    def build() -> UserNetwork:
+        built = network if isinstance(network, nn.Module) else network()
+        mean, std = stats or (None, None)
+        wrapped = UserNetwork(mean=mean, std=std, network=built)
+        require_trainable_network(wrapped)
+        return wrapped
+
+    recipe, generator, model, _ = start_run(run.recipe, device, seed, build)
+    print(model.describe())
+    history = train(model, data, recipe, generator, device)
+    test_acc = evaluate(model, data.test_images, data.test_labels)
+    checks = check_s7(model, test_acc, device=device, test_images=len(data.test_images))
+    return TrainedNetwork(model, recipe, history, test_acc, checks)

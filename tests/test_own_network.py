@@ -11,9 +11,11 @@ from torch import nn
 
 from helpers import train as cli_module
 from helpers.checkpoints import CheckpointError, load_model
+from helpers.errors import ConfigError
 from helpers.models import CIFAR10_MEAN, CIFAR10_STD
+from helpers.recipes import NET_RECIPE
 from helpers.train import main
-from helpers.user_network import UserNetwork, normalization, user_network
+from helpers.user_network import UserNetwork, normalization, train_network, user_network
 from tests.conftest import exits_with as exits_with_one_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,3 +161,31 @@ def test_net_with_a_preset_takes_its_recipe_not_its_network(student, small, tmp_
     assert saved["preset"] == "s7net" and saved["architecture"] == "UserNetwork"
     assert saved["recipe"]["lr"] == 0.4 and saved["recipe"]["muon_lr"] is None  # s7net's recipe
     assert saved["model_kwargs"]["entry"] == "Net"
+
+
+def test_train_network_trains_a_notebooks_network_in_memory_and_measures_every_rule(real_data, capsys):
+    namespace = {}
+    exec(STUDENT_FILE, namespace)  # as a notebook cell defines it
+    data = real_data.subset(256, 100)
+    first = train_network(namespace["Net"], data, quick=True, batch_size=64, precision="fp32", seed=3,
+                          device=torch.device("cpu"))
+    again = train_network(namespace["Net"], data, quick=True, batch_size=64, precision="fp32", seed=3,
+                          device=torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+    assert [c.name for c in first.checks][-1] == "test accuracy" and len(first.checks) == 8
+    assert first.checks[-1].measured.startswith(f"{first.test_acc:.2f}% plain on 100 test images")
+    assert len(first.history) == 1 and first.recipe.muon_lr == NET_RECIPE.muon_lr
+    assert "network: Net (built in memory)" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="this network was built in memory"):
+        UserNetwork(**first.model.model_kwargs)
+
+
+def test_the_student_recipe_benchmark_trains_epochs_until_its_budget_and_says_it_never_reached_80(real_data):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import student_recipe
+    from helpers.runtime.precision import Precision
+    model = user_network(str(ROOT / "tests/own_nets.py:DropoutNet"))
+    result = student_recipe.train_like_a_student(model, real_data.subset(128, 50),
+                                                 Precision.for_run(torch.device("cpu"), "fp32", 64), 0.001, 0)
+    assert result["epochs_to_80"] is None and result["seconds_to_80"] is None
+    assert len(result["test_acc_plain"]) == len(result["epoch_seconds"]) == 1 and result["epoch_seconds"][0] > 0
