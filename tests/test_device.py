@@ -182,7 +182,8 @@ class FakeEvent:
 def test_a_gpu_other_than_the_current_one_is_timed_on_its_own_stream(monkeypatch):
     """torch.cuda.Event().record() without a stream records on the *current* device (cuda:0 unless set): timing
     cuda:1's products there would time an idle GPU."""
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=0: f"stream of cuda:{getattr(device, 'index', device)}")
+    monkeypatch.setattr(torch.cuda, "current_stream",
+                        lambda device=0: f"stream of cuda:{getattr(device, 'index', device)}")
     events = []
     monkeypatch.setattr(torch.cuda, "Event", lambda **kwargs: events.append(FakeEvent(**kwargs)) or events[-1])
     calls = []

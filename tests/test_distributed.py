@@ -269,7 +269,7 @@ def test_several_processes_on_mps_are_refused_in_one_line_before_any_process_gro
     with pytest.raises(distributed.DistributedSetupError) as refused:
         with distributed_session("mps"):
             pytest.fail("trained")
-    assert str(refused.value) == ("torchrun started 2 processes on Apple MPS, which no torch process group can connect: "
-                                  "train in one process (python -m helpers.train) or use --device cpu")
+    assert str(refused.value) == ("torchrun started 2 processes on Apple MPS, which no torch process group can "
+                                  "connect: train in one process (python -m helpers.train) or use --device cpu")
     distributed.require_backend(torch.device("mps"), 1)  # one process needs no backend: DDP is not used
     distributed.require_backend(torch.device("cpu"), 2)

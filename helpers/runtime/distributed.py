@@ -98,8 +98,9 @@ def require_backend(device: torch.device, processes: int) -> None:
     process-group backend takes: torch registers gloo for CPU and CUDA tensors only, so DDP's first broadcast of an
     MPS model has no backend and crashes."""
     if device.type == "mps" and processes > 1:
-        raise DistributedSetupError(f"torchrun started {processes} processes on Apple MPS, which no torch process group "
-                                    f"can connect: train in one process (python -m helpers.train) or use --device cpu")
+        raise DistributedSetupError(f"torchrun started {processes} processes on Apple MPS, which no torch process "
+                                    f"group can connect: train in one process (python -m helpers.train) or use "
+                                    f"--device cpu")
 
 
 class DistributedSetupError(RuntimeError):
