@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The checks for a machine with a GPU, in one go: what it installs, the GPU as nvidia-smi and torch see it, the test
-# suite, both presets' time to accuracy (seed 0; fast also compiled), their checkpoints verified, and the notebook's
+# suite, the kernels each preset's step launches (counted on the CPU), both presets' time to accuracy (seed 0; fast also compiled), their checkpoints verified, and the notebook's
 # full run. Every step's output goes to a log in one folder, beside the benchmark JSON and the executed notebook.
 # A step that fails is named at the end, and the steps after it still run: one failed test must not cost a short
 # GPU session its benchmarks.
@@ -71,6 +71,7 @@ for i in range(torch.cuda.device_count()):
     print(f'cuda:{i} {p.name}, {p.total_memory / 2**30:.1f} GiB, compute capability {p.major}.{p.minor}')
 "
 step tests python3 -m pytest -q --nbval-lax -p no:cacheprovider
+step launches python3 benchmarks/launches.py
 benchmark fast --preset fast
 benchmark fast-compiled --preset fast --compile
 benchmark full --preset full

@@ -15,7 +15,9 @@ from helpers.evaluation import predict
 from helpers.loop import seed_everything, train
 from helpers.models import PatchWhitening, S7AirNet, S7Net, build_model, count_parameters, identity_init
 from helpers.optimizers import parameter_groups
-from helpers.recipes import PRESETS, Recipe
+from helpers.recipes import PRESETS, Recipe, resolve
+from helpers.runtime.device import pick_device
+from helpers.runtime.precision import decide_precision
 from helpers.train import main
 from tests.conftest import TINY_AIR
 
@@ -117,7 +119,19 @@ def test_command_line_full_preset_trains_and_saves_s7airnet(tmp_path, real_data_
     assert "S7AirNet: 928,824 parameters" in capsys.readouterr().out
     assert type(load_model(tmp_path / "s7airnet.pt")) is S7AirNet
     saved = torch.load(tmp_path / "s7airnet.pt", weights_only=True)  # the accuracy printed is the one it carries
-    assert saved["test_acc"] == round(test_acc, 2) and saved["recipe"]["precision"] in ("fp32", "bf16")
+    assert saved["test_acc"] == round(test_acc, 2)
+    assert saved["recipe"]["precision"] == auto_precision("full", pick_device())  # fp16 on a T4
+
+
+def auto_precision(preset: str, device: torch.device) -> str:
+    """What "auto" trains the preset's quick run in on this device: fp16 on a T4, bf16 or fp32 elsewhere."""
+    return decide_precision(resolve(preset, quick=True).recipe, device)[0].precision
+
+
+def test_on_a_gpu_without_native_bf16_the_full_preset_is_expected_in_fp16(monkeypatch):
+    """A T4 (compute capability 7.5): the test above expects what decide_precision says there, fp16."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert auto_precision("full", torch.device("cuda")) == "fp16"
 
 
 def test_whitening_is_fitted_whatever_device_the_model_is_already_on(real_data):

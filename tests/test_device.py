@@ -160,3 +160,41 @@ def test_a_cpu_probes_the_2048_products_of_its_records_and_a_slow_one_repeats_th
     spent.clear()
     assert peak_gflops(cpu) == pytest.approx(80)
     assert len(spent) == 2 * 3 and sum(spent) < 2
+
+
+class FakeEvent:
+    """torch.cuda.Event as the CPU can fake it: the stream each record lands on (cuda:0's current stream when none
+    is given, as torch's own), and 20 ms between two records."""
+
+    def __init__(self, enable_timing=False):
+        self.stream = None
+
+    def record(self, stream=None):
+        self.stream = stream or torch.cuda.current_stream(0)
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, end):
+        return 20.0
+
+
+def test_a_gpu_other_than_the_current_one_is_timed_on_its_own_stream(monkeypatch):
+    """torch.cuda.Event().record() without a stream records on the *current* device (cuda:0 unless set): timing
+    cuda:1's products there would time an idle GPU."""
+    monkeypatch.setattr(torch.cuda, "current_stream",
+                        lambda device=0: f"stream of cuda:{getattr(device, 'index', device)}")
+    events = []
+    monkeypatch.setattr(torch.cuda, "Event", lambda **kwargs: events.append(FakeEvent(**kwargs)) or events[-1])
+    calls = []
+    assert device_module.seconds_of(lambda: calls.append(1), torch.device("cuda", 1), times=10) == pytest.approx(0.002)
+    assert [event.stream for event in events] == ["stream of cuda:1"] * 2 and len(calls) == 10
+
+
+def test_an_apple_gpu_is_named_by_its_chip_not_by_its_architecture(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "get_name", lambda: "Apple M2 Pro", raising=False)
+    assert device_module.processor_name(torch.device("mps")) == "Apple M2 Pro"
+    monkeypatch.delattr(torch.backends.mps, "get_name")  # a torch without it: platform's word, as before
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    monkeypatch.setattr("builtins.open", lambda *a, **k: (_ for _ in ()).throw(OSError("no /proc on macOS")))
+    assert device_module.processor_name(torch.device("mps")) == "arm"

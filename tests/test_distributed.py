@@ -260,3 +260,17 @@ def test_batchnorm_is_synced_over_the_gpus_when_asked_or_when_a_slice_is_small(m
 def test_sync_batchnorm_on_cpus_is_a_clear_error():
     with pytest.raises(ValueError, match="SyncBatchNorm needs GPUs"):
         distributed.distribute(S7Net(), torch.device("cpu"), sync_batchnorm=True)
+
+
+def test_several_processes_on_mps_are_refused_in_one_line_before_any_process_group(monkeypatch):
+    """torch registers gloo for CPU and CUDA tensors only: DDP's broadcast of an MPS model would crash."""
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda *a, **k: pytest.fail("made a process group"))
+    with pytest.raises(distributed.DistributedSetupError) as refused:
+        with distributed_session("mps"):
+            pytest.fail("trained")
+    assert str(refused.value) == ("torchrun started 2 processes on Apple MPS, which no torch process group can "
+                                  "connect: train in one process (python -m helpers.train) or use --device cpu")
+    distributed.require_backend(torch.device("mps"), 1)  # one process needs no backend: DDP is not used
+    distributed.require_backend(torch.device("cpu"), 2)

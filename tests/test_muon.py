@@ -1,17 +1,23 @@
 """Muon (helpers.muon): orthogonalised steps for the filter banks, SGD for the rest, resumable like SGD."""
+import sys
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from helpers import muon as muon_module
 from helpers.checkpoints import load_resumable
 from helpers.models import S7AirNet
 from helpers.muon import Muon, is_filter_bank, newton_schulz_flops, orthogonalise
 from helpers.optimizers import build_optimizers, muon_banks, parameter_groups
 from helpers.recipes import PRESETS, Recipe
 from tests.conftest import TINY_AIR, train_tiny_airnet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from launches import LaunchCounter  # noqa: E402
 
 
 @pytest.mark.parametrize("shape", [(64, 576), (576, 64)])  # C2's dilated conv's bank, and its transpose
@@ -149,8 +155,8 @@ class OpCounter(TorchDispatchMode):
 
 def test_a_muon_step_on_the_fast_network_launches_at_most_80_ops():
     """On a GPU the fast preset's step is bound by launches: Muon's was 223 of them (a stack, a copy and a
-    zeros_like per bank, every element-wise op per shape), 71 now. The matrix products stay per shape: 3 per
-    Newton-Schulz iteration for each of the 5 shapes."""
+    zeros_like per bank, every element-wise op per shape), 82 now, each one kernel on CUDA (the test below). The
+    matrix products stay per shape: 3 per Newton-Schulz iteration for each of the 5 shapes."""
     torch.manual_seed(0)
     model = S7AirNet(PRESETS["fast"].model_kwargs["widths"]).to(memory_format=torch.channels_last)
     _, muon = build_optimizers(model, replace(PRESETS["fast"].recipe, precision="bf16"))
@@ -163,4 +169,43 @@ def test_a_muon_step_on_the_fast_network_launches_at_most_80_ops():
     assert counts[1] == counts[2]  # from the second step on, nothing is made anew
     assert counts[2]["bmm"] == 3 * 3 * 5
     assert not {"empty", "zeros_like", "stack"} & set(counts[2])
-    assert sum(counts[2].values()) <= 80, counts[2]
+    assert sum(counts[2].values()) <= 82, counts[2]
+
+
+@pytest.mark.parametrize("scaled", [False, True])  # bf16 or fp32; fp16, under the gradient scaler
+def test_laid_out_as_on_cuda_every_foreach_op_of_a_muon_step_is_one_kernel(monkeypatch, scaled):
+    """CUDA runs a _foreach_ op as one kernel only when the tensors at each position of its lists share sizes and
+    strides (ATen's ForeachUtils.h), else one per tensor: Muon's 71 ops on the fast network launched about 108
+    kernels while its work tensors were contiguous and the parameters channels_last (benchmarks/launches.py)."""
+    monkeypatch.setattr(muon_module, "multi_tensor_kernels", lambda device: True)
+    torch.manual_seed(0)
+    model = S7AirNet(PRESETS["fast"].model_kwargs["widths"]).to(memory_format=torch.channels_last)
+    _, muon = build_optimizers(model, replace(PRESETS["fast"].recipe, precision="bf16"))
+    if scaled:
+        muon.grad_scale, muon.found_inf = torch.tensor(1.0), torch.tensor(0.0)
+    for _ in range(2):
+        model(torch.rand(4, 3, 32, 32)).sum().backward()
+        with LaunchCounter() as counter:
+            muon.step()
+    assert counter.slow == [] and counter.kernels == counter.calls
+    assert counter.calls == (97 if scaled else 82)  # fp16 adds the unscaling and a torch.where per bank and buffer
+
+
+def test_laid_out_as_on_cuda_muon_takes_the_same_steps_to_float_rounding(monkeypatch):
+    """Channels_last work tensors make each filter's matrix row (k, k, in) instead of (in, k, k): the same
+    orthogonalisation, its sums in another order (the CPU keeps the contiguous one, see multi_tensor_kernels)."""
+    def stepped(like_cuda: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(muon_module, "multi_tensor_kernels", lambda device: like_cuda)
+        generator = torch.Generator().manual_seed(0)
+        banks = [torch.nn.Parameter(torch.randn(*shape, generator=generator).contiguous(
+            memory_format=torch.channels_last)) for shape in ((16, 8, 3, 3), (32, 16, 1, 1), (16, 8, 3, 3))]
+        for p in banks:
+            p.grad = torch.randn(p.shape, generator=generator).contiguous(memory_format=torch.channels_last)
+        muon = Muon(banks, lr=0.1)
+        muon.step()
+        strides = [w.stride() for w in muon.workspaces[tuple(id(p) for p in banks)].matrices]
+        assert strides[0] == ((72, 1, 24, 8) if like_cuda else (72, 9, 3, 1))
+        return [p.detach() for p in banks]
+
+    for cuda_like, cpu in zip(stepped(True), stepped(False)):
+        assert torch.allclose(cuda_like, cpu, atol=1e-6)

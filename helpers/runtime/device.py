@@ -91,9 +91,12 @@ def synchronize(device: torch.device) -> None:
 
 
 def processor_name(device: torch.device) -> str:
-    """The chip a speed figure belongs to: the GPU's name, else the CPU's as /proc/cpuinfo gives it."""
+    """The chip a speed figure belongs to: the GPU's name (an Apple chip's from torch.backends.mps.get_name where
+    this torch has it: platform.processor() says only "arm"), else the CPU's as /proc/cpuinfo gives it."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type == "mps" and hasattr(torch.backends.mps, "get_name"):
+        return torch.backends.mps.get_name()
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             return cpu_name(cpuinfo.read())
@@ -194,17 +197,19 @@ def mps_bf16_missing() -> str | None:
 
 def seconds_of(work, device, times: int = 10) -> float:
     """Seconds one call of work() takes: timed with CUDA events over `times` calls on a GPU, by the clock once
-    elsewhere (a CPU's matmul of 2048^3 takes tens of milliseconds)."""
+    elsewhere (a CPU's matmul of 2048^3 takes tens of milliseconds). The events go on the device's own stream:
+    without one they record on the current device's, cuda:0's unless set, which would time an idle GPU."""
     if device.type != "cuda":
         synchronize(device)
         start = time.perf_counter()
         work()
         synchronize(device)
         return time.perf_counter() - start
+    stream = torch.cuda.current_stream(device)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
+    start.record(stream)
     for _ in range(times):
         work()
-    end.record()
+    end.record(stream)
     end.synchronize()
     return start.elapsed_time(end) / 1000 / times

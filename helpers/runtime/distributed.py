@@ -56,6 +56,7 @@ def distributed_session(device_name: str | None = None):
         yield device
         return
     timeout = process_group_timeout(os.environ)
+    require_backend(device, int(os.environ["WORLD_SIZE"]))
     if device.type == "cuda":
         device = torch.device("cuda", gpu_of_process(int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()))
         torch.cuda.set_device(device)
@@ -91,6 +92,16 @@ def gpu_of_process(local_rank: int, gpus: int) -> int:
         raise DistributedSetupError(f"torchrun started more processes on this machine than it has GPUs ({gpus}): "
                                     f"use --nproc_per_node={gpus} or fewer, or --device cpu to train on the CPU")
     return local_rank
+
+
+def require_backend(device: torch.device, processes: int) -> None:
+    """DistributedSetupError, before any process group is made, for several processes on a device that no
+    process-group backend takes: torch registers gloo for CPU and CUDA tensors only, so DDP's first broadcast of an
+    MPS model has no backend and crashes."""
+    if device.type == "mps" and processes > 1:
+        raise DistributedSetupError(f"torchrun started {processes} processes on Apple MPS, which no torch process "
+                                    f"group can connect: train in one process (python -m helpers.train) or use "
+                                    f"--device cpu")
 
 
 class DistributedSetupError(RuntimeError):
