@@ -118,8 +118,8 @@ def test_wrong_device_fails_and_the_row_says_what_this_machine_would_choose(monk
     results = by_name(S7Net(), device=torch.device("meta"))
     assert failures(results) == {"device"}
     assert results["device"].required == "on the GPU when there is one"
-    assert results["device"].measured == ("on cpu; the run chose meta; pick_device() picks cpu: torch finds no CUDA GPU "
-                                          "and no Apple MPS here")
+    assert results["device"].measured == ("on cpu; the run chose meta; pick_device() picks cpu: torch finds no CUDA "
+                                          "GPU and no Apple MPS here")
     monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: torch.device("cuda", 0))  # a machine with a GPU
     check = check_s7(S7Net(), 85.0, device=torch.device("cuda", 0))[0]
     assert (check.measured, check.state) == ("on cpu; the run chose cuda:0; pick_device() picks cuda:0", FAIL)
