@@ -48,7 +48,7 @@ from .lecture.readings import (  # noqa: F401
     rules_reading,
     size_steps,
 )
-from .lecture.records import benchmark_runs, duration_text, here_note, time_rows  # noqa: F401
+from .lecture.records import NO_TTA, benchmark_runs, duration_text, here_note, time_rows  # noqa: F401
 from .lecture.zoo import checkerboard_figure, conv_table, format_table, rf_growth, rf_growth_figure, upsampler_table  # noqa: F401
 from .loop import seed_everything, train
 from .models import (
@@ -213,7 +213,7 @@ def comparison_table(obtained, data) -> list[dict]:
             "network": type(item.model).__name__, "preset": item.preset, "params": count_parameters(item.model),
             "RF px": final_rf(rf_table(item.model)), "epochs": f"{item.recipe.epochs:g}",
             "plain acc": f"{item.accuracy(data):.2f}%",
-            "TTA acc": "- (no TTA)" if tta == "none" else f"{item.accuracy(data, tta):.2f}% ({tta})",
+            "TTA acc": NO_TTA if tta == "none" else f"{item.accuracy(data, tta):.2f}% ({tta})",
             "training time here": f"{duration_text(training_seconds(item))}, {item.recipe.precision}"
                                   if item.trained_here else "not trained here"})
     return rows

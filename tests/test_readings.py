@@ -26,7 +26,7 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 def test_rules_reading_names_the_broken_rules_only():
     checks = [Check("device", "", "", "pass"), Check("dilated conv", "", "none", "fail"),
               Check("test accuracy", "", "50%", "fail")]
-    assert rules_reading(checks, "Net") == "Net breaks 2 of the 3 rules: dilated conv, test accuracy."
+    assert rules_reading(checks, "Net") == "Net fails 2 of the table's 3 rows: dilated conv, test accuracy."
     assert rules_reading(checks[:1], "Net") == "Net meets every rule checked here."
 
 

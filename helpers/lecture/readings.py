@@ -19,10 +19,11 @@ def verdict(check) -> str:
 
 
 def rules_reading(checks, network: str) -> str:
-    """Which rules the network breaks, by name, read from check_s7's results (the table beside it says why)."""
+    """Which rows of check_s7's table the network fails, by name (the table beside it says why). Rows, not rules:
+    the table checks the last rule in two rows, parameters and accuracy, so its rows outnumber the rules by one."""
     failed = [c.name for c in checks if verdict(c) == "fail"]
     unchecked = [c.name for c in checks if verdict(c) == "not checked here"]
-    text = (f"{network} breaks {len(failed)} of the {len(checks)} rules: {', '.join(failed)}" if failed else
+    text = (f"{network} fails {len(failed)} of the table's {len(checks)} rows: {', '.join(failed)}" if failed else
             f"{network} meets every rule checked here")
     return text + (f"; not checked on this machine: {', '.join(unchecked)}." if unchecked else ".")
 
