@@ -41,6 +41,7 @@ from .lecture.lecture_points import (  # noqa: F401
 from .lecture.plots import confusion_figure, misclassified_gallery, sample_grid, training_curves  # noqa: F401
 from .lecture.readings import (  # noqa: F401
     confusion_reading,
+    cost_reading,
     curve_reading,
     erf_reading,
     gradcam_reading,
@@ -48,7 +49,7 @@ from .lecture.readings import (  # noqa: F401
     rules_reading,
     size_steps,
 )
-from .lecture.records import NO_TTA, benchmark_runs, duration_text, here_note, time_rows  # noqa: F401
+from .lecture.records import NO_TTA, benchmark_runs, duration_text, here_note, seed_range, time_rows  # noqa: F401
 from .lecture.zoo import checkerboard_figure, conv_table, format_table, rf_growth, rf_growth_figure, upsampler_table  # noqa: F401
 from .loop import seed_everything, train
 from .models import (

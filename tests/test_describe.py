@@ -7,7 +7,7 @@ import torch
 
 from helpers import recipes
 from helpers.lecture.describe import airnet_ideas, block_table, layer_words, markdown_table
-from helpers.models import S7AirNet, S7Net
+from helpers.models import S7AirNet, S7Net, count_macs
 
 
 def test_s7net_blocks_by_hand():
@@ -22,6 +22,9 @@ def test_s7net_blocks_by_hand():
     assert [rows[f"pool{i}"]["rule it serves"] for i in (1, 2, 3)] == [f"max-pool {i} of 3" for i in (1, 2, 3)]
     assert rows["output"]["rule it serves"] == "global average pooling"
     assert sum(int(row["params"].replace(",", "")) for row in rows.values()) == 671_722
+    # C4: 128*192*9 + 192*192*9 weights on a 4x4 map; the multiply-adds add up to the whole network's
+    assert rows["c4"]["MACs"] == f"{(128 * 192 * 9 + 192 * 192 * 9) * 16:,}" == "8,847,360"
+    assert sum(int(row["MACs"].replace(",", "")) for row in rows.values()) == count_macs(model, (3, 32, 32))
     assert model.training  # described on a copy: the model keeps its mode
 
 

@@ -3,7 +3,7 @@ time belongs to the machine that measured it, and no machine's time is converted
 import json
 import re
 
-from helpers.lecture.records import RESULTS, benchmark_runs, here_note, time_rows
+from helpers.lecture.records import RESULTS, benchmark_runs, here_note, seed_range, time_rows
 
 ZEN5 = "AMD EPYC (family 26, model 2)"
 
@@ -54,3 +54,11 @@ def test_this_machine_is_told_its_own_records_or_that_none_exist_never_a_convers
     gpu = here_note(runs, "cuda", "NVIDIA H100 80GB HBM3", width=200)
     assert "no record on a GPU of this kind" in gpu and "kernel launches" in gpu
     assert all(len(line) <= 110 for line in here_note(runs, "cuda", "NVIDIA H100 80GB HBM3").splitlines())
+
+
+def test_the_seed_range_keeps_each_machine_apart():
+    runs = [record("tutorial", 0, "Xeon", 60, 55.5, 55.5), record("tutorial", 1, "Xeon", 60, 54.25, 54.25),
+            record("tutorial", 0, ZEN5, 60, 53.0, 53.0), record("fast", 0, "Xeon", 40, 81.0, 82.0)]
+    assert seed_range(runs, "tutorial") == (f"recorded seeds of tutorial: 2 on CPU: Xeon: 54.25% to 55.50% plain; "
+                                            f"1 on CPU: {ZEN5}: 53.00% to 53.00% plain")
+    assert seed_range(runs, "s7net") == "no recorded seed of s7net"

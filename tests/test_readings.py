@@ -9,6 +9,7 @@ from helpers.checker.receptive_field import rf_table
 from helpers.checker.spec import Check
 from helpers.lecture.readings import (
     confusion_reading,
+    cost_reading,
     curve_reading,
     erf_reading,
     gradcam_reading,
@@ -34,6 +35,16 @@ def test_rules_reading_keeps_rules_not_checked_apart():
     text = rules_reading([Check("device", "", "no GPU", "not checked here"), Check("parameters", "", "1", "pass")],
                          "Net")
     assert text == "Net meets every rule checked here; not checked on this machine: device."
+
+
+def test_cost_reading_names_the_block_with_the_most_weights_and_the_one_with_the_most_arithmetic():
+    rows = [{"block": "c1", "params": "100", "MACs": "9,000"}, {"block": "pool1", "params": "0", "MACs": "0"},
+            {"block": "c2", "params": "300", "MACs": "1,000"}]
+    assert cost_reading(rows) == ("c2 holds the most parameters, 300 of 400 (75%); c1 spends the most multiply-adds, "
+                                  "9,000 of 10,000 per image (90%).")
+    rows[0]["MACs"] = "0"
+    assert cost_reading(rows) == ("c2 holds the most parameters, 300 of 400 (75%), and spends the most "
+                                  "multiply-adds, 1,000 of 1,000 per image (100%).")
 
 
 @pytest.mark.parametrize("analytic, measured, words", [(74, 74, "the two agree"), (74, 32, "they differ by 42 px")])

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..convs import DepthwiseSeparableConv2d
-from ..models import GlobalAvgPool2d, PatchWhitening, ScaledLinear, ShiftBatchNorm2d, build_model
+from ..models import GlobalAvgPool2d, PatchWhitening, ScaledLinear, ShiftBatchNorm2d, build_model, count_macs
 from ..recipes import PRESETS
 from .erf import rf_squares
 from .probes import probe_copy, recorded_outputs
@@ -59,7 +59,8 @@ def rule_served(module: nn.Module, pools_before: int) -> str:
 
 def block_table(model: nn.Module, input_shape=(3, 32, 32)) -> list[dict]:
     """One row per block of a C1C2C3C4O network (its pools included): the map's size and channels in and out, its
-    layers, its parameters, the receptive field at its end, and the rule it serves."""
+    layers, its parameters, its multiply-adds on one image, the receptive field at its end, and the rule it
+    serves."""
     net = probe_copy(model)  # eval mode on the CPU; the caller's model keeps its mode and device
     blocks = [(name, child) for name, child in net.named_children() if name != "normalize"]
     with recorded_outputs(net, [name for name, _ in blocks]) as outputs, torch.no_grad():
@@ -74,6 +75,7 @@ def block_table(model: nn.Module, input_shape=(3, 32, 32)) -> list[dict]:
         rows.append({"block": name, "size": f"{'x'.join(map(str, size_in))} -> {'x'.join(map(str, size_out)) or '1'}",
                      "channels": f"{c_in} -> {c_out}", "layers": ", ".join(layer_words(child)),
                      "params": f"{sum(p.numel() for p in child.parameters()):,}",
+                     "MACs": f"{count_macs(child, shapes[name][0][1:]):,}",
                      "RF at its end": f"{fields[name].side} px" if name in fields else "",
                      "rule it serves": rule_served(child, pools)})
         pools += isinstance(child, nn.MaxPool2d)

@@ -28,6 +28,23 @@ def rules_reading(checks, network: str) -> str:
     return text + (f"; not checked on this machine: {', '.join(unchecked)}." if unchecked else ".")
 
 
+def cost_reading(rows) -> str:
+    """Which block of describe.block_table's rows holds the most parameters and which spends the most
+    multiply-adds, with their shares of the whole: where a network's weights and its arithmetic go."""
+    def count(row, column):
+        return int(row[column].replace(",", ""))
+
+    parts = []
+    for column, words, unit in (("params", "holds the most parameters", ""),
+                                ("MACs", "spends the most multiply-adds", " per image")):
+        total, top = sum(count(row, column) for row in rows), max(rows, key=lambda row: count(row, column))
+        parts.append((top["block"], f"{words}, {count(top, column):,} of {total:,}{unit} "
+                                    f"({count(top, column) / total:.0%})"))
+    (weights, held), (arithmetic, spent) = parts
+    return (f"{weights} {held}, and {spent}." if weights == arithmetic else
+            f"{weights} {held}; {arithmetic} {spent}.")
+
+
 def rf_reading(analytic: int, measured: int) -> str:
     """The analytic receptive field against the gradient measurement, in one sentence."""
     agreement = "the two agree" if analytic == measured else f"they differ by {abs(analytic - measured)} px"

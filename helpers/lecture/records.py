@@ -46,6 +46,16 @@ def time_rows(presets, records, in_notebook: dict) -> list[dict]:
     return rows
 
 
+def seed_range(records, preset: str) -> str:
+    """The lowest and highest plain test accuracy of the preset's recorded seeds, per machine: how much the seed
+    alone moves the result (a machine or precision changes it too, so each range keeps its machine)."""
+    runs = [r for r in records if r["preset"] == preset and r.get("test_acc_plain") is not None]
+    ranges = [f"{len(mine)} on {where}: {min(mine):.2f}% to {max(mine):.2f}% plain"
+              for where in dict.fromkeys(map(machine, runs))
+              for mine in [[r["test_acc_plain"] for r in runs if machine(r) == where]]]
+    return f"recorded seeds of {preset}: {'; '.join(ranges)}" if ranges else f"no recorded seed of {preset}"
+
+
 def here_note(records, device_type: str, processor: str, width: int = 110) -> str:
     """What the records say about this machine, wrapped to `width`: the presets measured on this very processor or
     GPU, or that none was. A time measured elsewhere is never converted: processors reach very different shares of
