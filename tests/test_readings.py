@@ -127,6 +127,12 @@ def test_erf_reading_counts_the_blocks_training_widened():
     assert text.startswith("At c4 the theoretical field is 74 px wide. After training, half of the gradient lies "
                            "within a square of 40 px and 95% within 48 px; before training, 34 and 38 px.")
     assert text.endswith("widened the half-gradient square at 2 of the 4 blocks and narrowed it at 1.")
+    same = erf_reading(table, "c4", table, image_side=32)
+    assert "On a mosaic of test images it widened it at 2 and narrowed it at 1: the same count" in same
+    assert "images are 32 px wide: a field of 74 px holds the whole image" in same
+    other = [{**row, "50% in (trained)": row["50% in (untrained)"]} for row in table]
+    assert erf_reading(table, "c4", other, image_side=80).endswith(
+        "widened it at 0 and narrowed it at 0: the probe's content changes the count.")  # no field beyond 80 px
 
 
 def test_gradcam_reading_says_only_what_the_summary_holds():

@@ -110,17 +110,35 @@ def confusion_reading(labels, logits, classes, which: str = "plain") -> str:
                       if crossing else "None of the largest confusions crosses the groups."))
 
 
-def erf_reading(table, block: str, before: str = "untrained", after: str = "trained") -> str:
+def erf_reading(table, block: str, images_table=None, image_side: int | None = None, before: str = "untrained",
+                after: str = "trained") -> str:
     """The effective field of `block` before and after training against its theoretical field, from erf_table's
-    rows, and at how many blocks training widened it."""
+    rows, and at how many blocks training widened it; with `images_table` (the same measure on a mosaic of test
+    images), whether the change is the same there, so that it is the network's and not the noise probe's; with
+    `image_side`, how a field wider than the network's images fits them."""
     row = next(r for r in table if r["block"] == block)
-    wider = sum(r[f"50% in ({after})"] > r[f"50% in ({before})"] for r in table)
-    narrower = sum(r[f"50% in ({after})"] < r[f"50% in ({before})"] for r in table)
-    return (f"At {block} the theoretical field is {row['theoretical RF']} px wide. After training, half of the "
+
+    def changes(rows) -> tuple:
+        return (sum(r[f"50% in ({after})"] > r[f"50% in ({before})"] for r in rows),
+                sum(r[f"50% in ({after})"] < r[f"50% in ({before})"] for r in rows))
+
+    (wider, narrower), field = changes(table), row["theoretical RF"]
+    text = (f"At {block} the theoretical field is {field} px wide. After training, half of the "
             f"gradient lies within a square of {row[f'50% in ({after})']} px and 95% within "
             f"{row[f'95% in ({after})']} px; before training, {row[f'50% in ({before})']} and "
             f"{row[f'95% in ({before})']} px. Training widened the half-gradient square at {wider} of the "
             f"{len(table)} blocks and narrowed it at {narrower}.")
+    if images_table is not None:
+        same = changes(images_table) == (wider, narrower)
+        text += (f" On a mosaic of test images it widened it at {changes(images_table)[0]} and narrowed it at "
+                 f"{changes(images_table)[1]}: " + ("the same count, so the change belongs to the trained network, "
+                                                    "not to the noise it is probed with." if same else
+                                                    "the probe's content changes the count."))
+    if image_side is not None and field > image_side:
+        text += (f" The network's own images are {image_side} px wide: a field of {field} px holds the whole image "
+                 f"wherever the unit sits, and the part of its window beyond the image reads the zero padding, "
+                 f"which is why the field is probed here on images wide enough to hold all of it.")
+    return text
 
 
 def gradcam_reading(summary: dict, layer: str, size) -> str:
