@@ -50,7 +50,15 @@ from .lecture.readings import (  # noqa: F401
     size_steps,
 )
 from .lecture.records import NO_TTA, benchmark_runs, duration_text, here_note, seed_range, time_rows  # noqa: F401
-from .lecture.zoo import checkerboard_figure, conv_table, format_table, rf_growth, rf_growth_figure, upsampler_table  # noqa: F401
+from .lecture.zoo import (  # noqa: F401
+    checkerboard_figure,
+    conv_table,
+    format_table,
+    rf_growth,
+    rf_growth_figure,
+    upsampler_reading,
+    upsampler_table,
+)
 from .loop import seed_everything, train
 from .models import (
     build_model,
