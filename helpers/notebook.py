@@ -8,6 +8,8 @@ package changes these imports, which the tests run, and never the notebook's.
 import io
 from dataclasses import dataclass, field
 
+import matplotlib
+
 from torch import nn
 
 from .checker.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table  # noqa: F401
@@ -269,6 +271,24 @@ def jpeg_bytes(fig, quality: int = 80) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="jpeg", bbox_inches="tight", pil_kwargs={"quality": quality})
     return buffer.getvalue()
+
+
+def png_bytes(fig, colours: int = 64) -> bytes:
+    """The figure as the notebook stores flat colours, lines and text (a heatmap of counts, a curve): a PNG of a
+    few colours, several times smaller than matplotlib's and sharper than a JPEG; the notebook's dpi."""
+    from PIL import Image  # matplotlib's own dependency
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=matplotlib.rcParams["figure.dpi"])
+    quantized, small = Image.open(buffer).convert("RGB").quantize(colours), io.BytesIO()
+    quantized.save(small, format="png", optimize=True)
+    return small.getvalue()
+
+
+def show_png(fig) -> None:
+    """Display a figure as png_bytes: the notebook stays small."""
+    from IPython.display import Image, display
+    display(Image(png_bytes(fig), format="png"))
 
 
 def show_jpeg(fig) -> None:
