@@ -27,7 +27,7 @@ from .checkpoints import (  # noqa: F401
 )
 from .data import default_data_root, load_cifar10  # noqa: F401
 from .evaluation import accuracy, predict
-from .lecture.describe import airnet_ideas, block_table, markdown_table  # noqa: F401
+from .lecture.describe import airnet_ideas, block_table, markdown_table, network_source  # noqa: F401
 from .lecture.erf import erf_table, image_mosaic, noise_images  # noqa: F401
 from .lecture.erf_figures import erf_figure, gridding_figure  # noqa: F401
 from .lecture.gradcam import evidence_summary, gradcam_mistakes_figure, mistake_maps  # noqa: F401

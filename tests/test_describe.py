@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import recipes
-from helpers.lecture.describe import airnet_ideas, block_table, layer_words, markdown_table
+from helpers.lecture.describe import airnet_ideas, block_table, layer_words, markdown_table, network_source
 from helpers.models import S7AirNet, S7Net, count_macs
 
 
@@ -69,3 +69,12 @@ def test_an_idea_the_recipe_drops_loses_its_line(monkeypatch):
 @pytest.mark.parametrize("preset", ["fast", "full"])
 def test_every_s7airnet_preset_has_the_same_network_ideas(preset):
     assert [row["idea"] for row in airnet_ideas(preset)][:6] == [row["idea"] for row in airnet_ideas("full")][:6]
+
+
+def test_the_source_shown_is_the_network_s_class_its_base_and_its_blocks_each_once():
+    text = network_source(S7Net())
+    heads = [line for line in text.splitlines() if line.startswith("class ")]
+    assert heads == ["class S7Net(C1C2C3C4O):", "class C1C2C3C4O(Network):", "class Normalize(nn.Module):",
+                     "class ConvBNReLU(nn.Sequential):", "class DepthwiseSeparableConv2d(nn.Module):",
+                     "class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):"]
+    assert "return self.pointwise(self.depthwise(x))" in text  # the depthwise conv feeds the pointwise one directly

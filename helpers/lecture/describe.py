@@ -3,6 +3,8 @@ one's layers serve, and S7AirNet's ideas beyond S7Net, each with its reason and 
 rule (helpers.checker.spec does): it says where to look."""
 from fractions import Fraction
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -80,6 +82,16 @@ def block_table(model: nn.Module, input_shape=(3, 32, 32)) -> list[dict]:
                      "rule it serves": rule_served(child, pools)})
         pools += isinstance(child, nn.MaxPool2d)
     return rows
+
+
+def network_source(model: nn.Module) -> str:
+    """The code of a helpers network as it runs: its class, the helpers classes it inherits from (up to Network),
+    then the class of each helpers module inside it, each once, in the order they first appear."""
+    from ..models import Network  # the base every helpers network shares: its code is not this network's
+    mine = [cls for cls in type(model).__mro__ if cls.__module__.startswith("helpers.") and issubclass(cls, Network)
+            and cls is not Network]
+    parts = [type(m) for m in model.modules() if type(m).__module__.startswith("helpers.")]
+    return "\n\n".join(inspect.getsource(cls).rstrip() for cls in dict.fromkeys(mine + parts))
 
 
 def markdown_table(rows: list[dict]) -> str:
