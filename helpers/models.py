@@ -140,9 +140,10 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
 class S7Net(C1C2C3C4O):
     """C1 C2 C3 C4 O: four convolution blocks with a max-pool between each pair, then GAP and a linear layer.
 
-    C1 (32x32) is a single cheap 3x3 conv: full resolution is where every multiply costs the most.
+    C1 (32x32) is a single narrow 3x3 conv: at full resolution each weight is applied at the most positions.
     C2 (16x16) adds a depthwise-separable conv, C3 (8x8) opens with a dilated conv (dilation 2 sees 5x5 with
-    3x3 weights) then another depthwise-separable one, C4 (4x4) holds the widest convs, where they are cheap.
+    3x3 weights) then another depthwise-separable one, C4 (4x4) holds the widest convs: most of the weights, and
+    the most multiply-adds of any block (lecture.describe.block_table counts both).
     The receptive field ends at 74 pixels with the defaults (see helpers.checker.receptive_field).
     """
 

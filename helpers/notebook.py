@@ -8,6 +8,8 @@ package changes these imports, which the tests run, and never the notebook's.
 import io
 from dataclasses import dataclass, field
 
+import matplotlib
+
 from torch import nn
 
 from .checker.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table  # noqa: F401
@@ -25,8 +27,8 @@ from .checkpoints import (  # noqa: F401
 )
 from .data import default_data_root, load_cifar10  # noqa: F401
 from .evaluation import accuracy, predict
-from .lecture.describe import airnet_ideas, block_table, markdown_table  # noqa: F401
-from .lecture.erf import erf_table, noise_images  # noqa: F401
+from .lecture.describe import airnet_ideas, block_table, markdown_table, network_source  # noqa: F401
+from .lecture.erf import erf_table, image_mosaic, noise_images  # noqa: F401
 from .lecture.erf_figures import erf_figure, gridding_figure  # noqa: F401
 from .lecture.gradcam import evidence_summary, gradcam_mistakes_figure, mistake_maps  # noqa: F401
 from .lecture.lecture_points import (  # noqa: F401
@@ -41,6 +43,7 @@ from .lecture.lecture_points import (  # noqa: F401
 from .lecture.plots import confusion_figure, misclassified_gallery, sample_grid, training_curves  # noqa: F401
 from .lecture.readings import (  # noqa: F401
     confusion_reading,
+    cost_reading,
     curve_reading,
     erf_reading,
     gradcam_reading,
@@ -48,8 +51,17 @@ from .lecture.readings import (  # noqa: F401
     rules_reading,
     size_steps,
 )
-from .lecture.records import benchmark_runs, duration_text, here_note, time_rows  # noqa: F401
-from .lecture.zoo import checkerboard_figure, conv_table, format_table, rf_growth, rf_growth_figure, upsampler_table  # noqa: F401
+from .lecture.records import NO_TTA, benchmark_runs, duration_text, here_note, seed_range, time_rows  # noqa: F401
+from .lecture.timing import CellClock, evaluation_rows, time_reading  # noqa: F401
+from .lecture.zoo import (  # noqa: F401
+    checkerboard_figure,
+    conv_table,
+    format_table,
+    rf_growth,
+    rf_growth_figure,
+    upsampler_reading,
+    upsampler_table,
+)
 from .loop import seed_everything, train  # noqa: F401
 from .models import (
     build_model,
@@ -86,13 +98,15 @@ def label_smoothing_text(epsilon: float, classes: int = 10) -> str:
             f"{epsilon / classes:g} for each other one instead of 1 and 0: no push towards ever larger logits)")
 
 
-def training_prose(preset: str, n_images: int = 50_000, quick: bool = False) -> str:
+def training_prose(preset: str, n_images: int = 50_000, quick: bool = False, brief: bool = False) -> str:
     """Markdown describing how the preset trains and evaluates, read from the recipe it runs with (quick mode's
-    when `quick`): every sentence holds for it, and each term is defined where it first appears."""
+    when `quick`): every sentence holds for it, and each term is defined where it first appears (`brief`: the
+    Nesterov momentum and label smoothing were defined in an earlier paragraph, and are not again)."""
     run = resolve(preset, quick=quick)
     r = run.recipe
-    sgd = (f"SGD with Nesterov momentum {r.momentum:g} (each gradient taken where the momentum is about to carry "
-           f"the weights)" if r.nesterov else f"SGD with momentum {r.momentum:g}")
+    lookahead = "" if brief else " (each gradient taken where the momentum is about to carry the weights)"
+    sgd = (f"SGD with Nesterov momentum {r.momentum:g}{lookahead}" if r.nesterov else
+           f"SGD with momentum {r.momentum:g}")
     if r.muon_lr is not None:
         optimiser = (f"**Muon** trains the convolution filters that mix channels, at a peak learning rate of "
                      f"{r.muon_lr:g}: each step follows the gradient's momentum with all its directions evened out "
@@ -113,7 +127,8 @@ def training_prose(preset: str, n_images: int = 50_000, quick: bool = False) -> 
                      if r.alternate_flip else "random horizontal flips")
     augmentation = f"Each batch is augmented on the device: {' and '.join(views)}" if views else \
         "No augmentation: every image is seen as it is"
-    smoothing = f", with {label_smoothing_text(r.label_smoothing)}" if r.label_smoothing else ""
+    smoothing = "" if not r.label_smoothing else f", with label smoothing {r.label_smoothing:g}" if brief else \
+        f", with {label_smoothing_text(r.label_smoothing)}"
     tta = {"none": "Predictions use the image alone.",
            "flip": "At test time each prediction averages the logits of the image and its mirror: test-time "
                    "augmentation (TTA); the plain accuracy, the network alone, is reported beside it.",
@@ -124,10 +139,32 @@ def training_prose(preset: str, n_images: int = 50_000, quick: bool = False) -> 
             f"({training_steps(n_images, r):,} steps). {optimiser}. {schedule}. {augmentation}{smoothing}. {tta}")
 
 
-def run_prose(preset: str, plans: dict, n_images: int, quick: bool) -> str:
+def run_prose(preset: str, plans: dict, n_images: int, quick: bool, brief: bool = False) -> str:
     """training_prose of the run behind the preset's model in this notebook: the training here (on its n_images,
     in quick mode when `quick`), or the committed model's own (the full training set, the preset's recipe)."""
-    return training_prose(preset, n_images, quick) if plans[preset] == "trained" else training_prose(preset)
+    return training_prose(preset, n_images, quick, brief) if plans[preset] == "trained" else \
+        training_prose(preset, brief=brief)
+
+
+RECIPE_WORDS = {"epochs": "epochs", "batch_size": "batch", "lr": "peak learning rate",
+                "muon_lr": "Muon's peak learning rate", "warmup": "warm-up share of the steps"}
+
+
+def run_changes(preset: str, base: str, plans: dict, n_images: int, quick: bool) -> str:
+    """The run behind the preset's model said as what its recipe changes from the run of `base`, whose paragraph
+    came just before: two near-identical paragraphs would hide the few settings that differ."""
+    def recipe(name):
+        return resolve(name, quick=quick and plans[name] == "trained").recipe
+
+    def said(value) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    mine, theirs = recipe(preset), recipe(base)
+    changed = [f"{RECIPE_WORDS.get(key, key.replace('_', ' '))} {said(value)} (not {said(getattr(theirs, key))})"
+               for key, value in vars(mine).items() if value != getattr(theirs, key)]
+    steps = training_steps(n_images if plans[preset] == "trained" else 50_000, mine)
+    return (f"**Preset `{preset}`**: {resolve(preset).architecture}, trained as `{base}` above"
+            + (f" except for {', '.join(changed)}" if changed else "") + f": {steps:,} steps.")
 
 
 @dataclass
@@ -211,7 +248,7 @@ def comparison_table(obtained, data) -> list[dict]:
             "network": type(item.model).__name__, "preset": item.preset, "params": count_parameters(item.model),
             "RF px": final_rf(rf_table(item.model)), "epochs": f"{item.recipe.epochs:g}",
             "plain acc": f"{item.accuracy(data):.2f}%",
-            "TTA acc": "- (no TTA)" if tta == "none" else f"{item.accuracy(data, tta):.2f}% ({tta})",
+            "TTA acc": NO_TTA if tta == "none" else f"{item.accuracy(data, tta):.2f}% ({tta})",
             "training time here": f"{duration_text(training_seconds(item))}, {item.recipe.precision}"
                                   if item.trained_here else "not trained here"})
     return rows
@@ -232,6 +269,24 @@ def jpeg_bytes(fig, quality: int = 80) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="jpeg", bbox_inches="tight", pil_kwargs={"quality": quality})
     return buffer.getvalue()
+
+
+def png_bytes(fig, colours: int = 64) -> bytes:
+    """The figure as the notebook stores flat colours, lines and text (a heatmap of counts, a curve): a PNG of a
+    few colours, several times smaller than matplotlib's and sharper than a JPEG; the notebook's dpi."""
+    from PIL import Image  # matplotlib's own dependency
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=matplotlib.rcParams["figure.dpi"])
+    quantized, small = Image.open(buffer).convert("RGB").quantize(colours), io.BytesIO()
+    quantized.save(small, format="png", optimize=True)
+    return small.getvalue()
+
+
+def show_png(fig) -> None:
+    """Display a figure as png_bytes: the notebook stays small."""
+    from IPython.display import Image, display
+    display(Image(png_bytes(fig), format="png"))
 
 
 def show_jpeg(fig) -> None:

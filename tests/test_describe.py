@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from helpers import recipes
-from helpers.lecture.describe import airnet_ideas, block_table, layer_words, markdown_table
-from helpers.models import S7AirNet, S7Net
+from helpers.lecture.describe import airnet_ideas, block_table, layer_words, markdown_table, network_source
+from helpers.models import S7AirNet, S7Net, count_macs
 
 
 def test_s7net_blocks_by_hand():
@@ -22,6 +22,9 @@ def test_s7net_blocks_by_hand():
     assert [rows[f"pool{i}"]["rule it serves"] for i in (1, 2, 3)] == [f"max-pool {i} of 3" for i in (1, 2, 3)]
     assert rows["output"]["rule it serves"] == "global average pooling"
     assert sum(int(row["params"].replace(",", "")) for row in rows.values()) == 671_722
+    # C4: 128*192*9 + 192*192*9 weights on a 4x4 map; the multiply-adds add up to the whole network's
+    assert rows["c4"]["MACs"] == f"{(128 * 192 * 9 + 192 * 192 * 9) * 16:,}" == "8,847,360"
+    assert sum(int(row["MACs"].replace(",", "")) for row in rows.values()) == count_macs(model, (3, 32, 32))
     assert model.training  # described on a copy: the model keeps its mode
 
 
@@ -66,3 +69,12 @@ def test_an_idea_the_recipe_drops_loses_its_line(monkeypatch):
 @pytest.mark.parametrize("preset", ["fast", "full"])
 def test_every_s7airnet_preset_has_the_same_network_ideas(preset):
     assert [row["idea"] for row in airnet_ideas(preset)][:6] == [row["idea"] for row in airnet_ideas("full")][:6]
+
+
+def test_the_source_shown_is_the_network_s_class_its_base_and_its_blocks_each_once():
+    text = network_source(S7Net())
+    heads = [line for line in text.splitlines() if line.startswith("class ")]
+    assert heads == ["class S7Net(C1C2C3C4O):", "class C1C2C3C4O(Network):", "class Normalize(nn.Module):",
+                     "class ConvBNReLU(nn.Sequential):", "class DepthwiseSeparableConv2d(nn.Module):",
+                     "class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):"]
+    assert "return self.pointwise(self.depthwise(x))" in text  # the depthwise conv feeds the pointwise one directly

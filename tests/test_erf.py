@@ -16,6 +16,7 @@ from helpers.lecture.erf import (
     effective_rf,
     erf_square_sides,
     erf_table,
+    image_mosaic,
     measured_holes,
     noise_images,
     path_counts,
@@ -56,6 +57,15 @@ def test_uint8_and_float_images_give_the_same_field():
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     model = tiny_airnet()
     assert torch.allclose(effective_rf(model, "c2", images), effective_rf(model, "c2", images.float() / 255))
+
+
+def test_a_mosaic_tiles_the_images_row_by_row():
+    images = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 3, 2, 2)
+    mosaic = image_mosaic(images, 2, 4)
+    assert mosaic.shape == (2, 3, 4, 4) and mosaic.dtype == torch.float32
+    assert torch.equal(mosaic[1, 0] * 255, torch.tensor([[4., 4, 5, 5], [4, 4, 5, 5], [6, 6, 7, 7], [6, 6, 7, 7]]))
+    with pytest.raises(ValueError, match="3 mosaics of 4 px need 12 images"):
+        image_mosaic(images, 3, 4)
 
 
 def test_noise_images_are_uniform_in_0_1_and_reproducible():
@@ -196,9 +206,12 @@ def test_erf_figure_draws_each_block_untrained_and_trained_cropped_to_its_square
     assert len(panels) == 8 and all(ax.get_title().startswith(b + ": RF") for ax, b in zip(panels, BLOCKS * 2))
     assert [ax.get_ylabel() for ax in panels[::4]] == ["untrained", "trained"]
     assert all(len(ax.patches) == 1 for ax in panels)
-    # c1's 4 px square centred at 15.5, with a margin of 2 px each side; c4's 55 px one at 12, margin 13
+    # c1's 4 px square centred at 15.5, with a margin of 2 px each side; c4's 55 px one at 12 reaches past the 32 px
+    # image: the view holds the whole square, and its margin stops at the image's edge
     assert panels[0].get_xlim() == (11.5, 19.5) and panels[0].get_ylim() == (19.5, 11.5)
-    assert panels[3].get_xlim() == (12 - 27.5 - 13, 12 + 27.5 + 13)
+    assert panels[3].get_xlim() == (12 - 27.5 - 0.5, 12 + 27.5 + 0.5)
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["-4", "-2", "0", "2", "4"]  # pixels from the centre
+    assert panels[0].get_xticks()[2] == 15.5 and "ticks: pixels from the unit's centre" in fig._suptitle.get_text()
     colour_bars = [ax for ax in fig.axes if ax not in panels]
     assert len(colour_bars) == 1 and "gradient" in colour_bars[0].get_ylabel()
 

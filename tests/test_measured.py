@@ -3,7 +3,7 @@ time belongs to the machine that measured it, and no machine's time is converted
 import json
 import re
 
-from helpers.lecture.records import RESULTS, benchmark_runs, here_note, time_rows
+from helpers.lecture.records import RESULTS, benchmark_runs, here_note, seed_range, time_rows
 
 ZEN5 = "AMD EPYC (family 26, model 2)"
 
@@ -30,19 +30,19 @@ def test_one_row_per_preset_and_machine_with_plain_and_tta_accuracy_labelled():
     assert [(r["preset"], r["measured on"]) for r in rows] == [
         ("tutorial", "GPU: NVIDIA H100"), ("s7net", "not measured"), ("full", "CPU: Xeon"), ("full", f"CPU: {ZEN5}")]
     tutorial, s7net, xeon, zen5 = rows
-    assert tutorial["TTA acc"] == "-" and tutorial["plain acc"] == "55.00%"  # the tutorial's recipe has no TTA
-    assert s7net["in notebook"] == "not run" and s7net["median time"] == "-" and s7net["runs"] == 0
-    assert xeon == {"preset": "full", "in notebook": "loaded", "measured on": "CPU: Xeon", "precision": "fp32 and bf16",
-                    "runs": 2, "epochs": "12 epochs", "median time": "35.0 min", "plain acc": "91.25%",
-                    "TTA acc": "92.90%"}
-    assert zen5["median time"] == "10.0 min" and zen5["plain acc"] == "92.00%"
+    assert tutorial["mean TTA"] == "- (no TTA)" and tutorial["mean plain"] == "55.00%"  # its recipe has no TTA
+    assert s7net["notebook"] == "not run" and s7net["median time"] == "-" and s7net["seeds"] == 0
+    assert xeon == {"preset": "full", "notebook": "loaded", "measured on": "CPU: Xeon", "precision": "fp32 and bf16",
+                    "seeds": 2, "epochs": "12", "median time": "35.0 min", "mean plain": "91.25%",
+                    "mean TTA": "92.90%"}
+    assert zen5["median time"] == "10.0 min" and zen5["mean plain"] == "92.00%"
 
 
 def test_a_record_without_a_plain_accuracy_shows_none_rather_than_the_tta_one():
     run = record("fast", 0, "Xeon", 40, None, 82.0, epochs=1.2)
     del run["test_acc_plain"]
     (row,) = time_rows(["fast"], [run], {})
-    assert row["plain acc"] == "-" and row["TTA acc"] == "82.00%"
+    assert row["mean plain"] == "-" and row["mean TTA"] == "82.00%"
 
 
 def test_this_machine_is_told_its_own_records_or_that_none_exist_never_a_conversion():
@@ -54,3 +54,11 @@ def test_this_machine_is_told_its_own_records_or_that_none_exist_never_a_convers
     gpu = here_note(runs, "cuda", "NVIDIA H100 80GB HBM3", width=200)
     assert "no record on a GPU of this kind" in gpu and "kernel launches" in gpu
     assert all(len(line) <= 110 for line in here_note(runs, "cuda", "NVIDIA H100 80GB HBM3").splitlines())
+
+
+def test_the_seed_range_keeps_each_machine_apart():
+    runs = [record("tutorial", 0, "Xeon", 60, 55.5, 55.5), record("tutorial", 1, "Xeon", 60, 54.25, 54.25),
+            record("tutorial", 0, ZEN5, 60, 53.0, 53.0), record("fast", 0, "Xeon", 40, 81.0, 82.0)]
+    assert seed_range(runs, "tutorial") == (f"recorded seeds of tutorial: 2 on CPU: Xeon: 54.25% to 55.50% plain; "
+                                            f"1 on CPU: {ZEN5}: 53.00% to 53.00% plain")
+    assert seed_range(runs, "s7net") == "no recorded seed of s7net"

@@ -18,7 +18,8 @@ from nbclient.exceptions import CellExecutionError
 from helpers.checkpoints import weights_path
 from helpers.data import CIFAR10
 from helpers.models import S7Net, TutorialNet
-from helpers.notebook import STORY, Obtained, comparison_table, how_it_ran, load, plan, run_prose, training_prose
+from helpers.notebook import (STORY, Obtained, comparison_table, how_it_ran, load, plan, run_changes, run_prose,
+                              training_prose)
 from helpers.recipes import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +153,21 @@ def test_training_prose_defines_each_term_it_uses_and_only_those():
     assert "test-time augmentation (TTA)" in s7net and "5 epochs at batch 512 (485 steps)" in s7net
     assert not re.search("Nesterov|smoothing|TTA|Muon", tutorial) and "25,000 steps" in tutorial
     assert "**Muon** trains the convolution filters" in training_prose("fast") and "Muon" not in s7net
+
+
+def test_a_brief_paragraph_leaves_out_the_definitions_an_earlier_one_gave():
+    full, brief = training_prose("fast"), training_prose("fast", brief=True)
+    assert "label smoothing 0.2 (the target" in full and "Nesterov momentum 0.85 (each gradient" in full
+    assert "with label smoothing 0.2." in brief and "(the target" not in brief and "(each gradient" not in brief
+
+
+def test_a_run_like_the_one_before_says_only_what_changes():
+    plans = plan("s7net", False)
+    assert run_changes("full", "fast", plans, 50_000, quick=False) == (
+        "**Preset `full`**: S7AirNet, trained as `fast` above except for epochs 12 (not 1.2), batch 250 (not 128), "
+        "peak learning rate 0.3175 (not 0.16), Muon's peak learning rate 0.06 (not 0.12): 2,400 steps.")
+    assert run_changes("fast", "fast", plans, 2048, quick=True) == \
+        "**Preset `fast`**: S7AirNet, trained as `fast` above: 16 steps."  # quick: one epoch at batch 128
 
 
 def test_the_prose_of_a_run_is_the_one_that_made_its_model():

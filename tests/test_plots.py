@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from helpers.lecture.plots import confusion_figure, misclassified_gallery, mosaic, overlay, sample_grid, training_curves  # noqa: E402
-from helpers.notebook import jpeg_bytes  # noqa: E402
+from helpers.notebook import jpeg_bytes, png_bytes  # noqa: E402
 from tests.conftest import png_kb  # noqa: E402
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -157,3 +157,5 @@ def test_confusion_figure_is_titled_and_labelled():
     assert [t.get_text() for t in ax.get_xticklabels()] == CLASSES
     assert ax.get_yticklabels()[0].get_text() == "airplane (100.0%)"
     assert png_kb(fig) < 100
+    small = png_bytes(fig)  # as the notebook shows it: 64 colours
+    assert small.startswith(b"\x89PNG") and len(small) < png_kb(fig) * 1024 / 2

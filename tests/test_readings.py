@@ -9,6 +9,7 @@ from helpers.checker.receptive_field import rf_table
 from helpers.checker.spec import Check
 from helpers.lecture.readings import (
     confusion_reading,
+    cost_reading,
     curve_reading,
     erf_reading,
     gradcam_reading,
@@ -26,7 +27,7 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 def test_rules_reading_names_the_broken_rules_only():
     checks = [Check("device", "", "", "pass"), Check("dilated conv", "", "none", "fail"),
               Check("test accuracy", "", "50%", "fail")]
-    assert rules_reading(checks, "Net") == "Net breaks 2 of the 3 rules: dilated conv, test accuracy."
+    assert rules_reading(checks, "Net") == "Net fails 2 of the table's 3 rows: dilated conv, test accuracy."
     assert rules_reading(checks[:1], "Net") == "Net meets every rule checked here."
 
 
@@ -34,6 +35,16 @@ def test_rules_reading_keeps_rules_not_checked_apart():
     text = rules_reading([Check("device", "", "no GPU", "not checked here"), Check("parameters", "", "1", "pass")],
                          "Net")
     assert text == "Net meets every rule checked here; not checked on this machine: device."
+
+
+def test_cost_reading_names_the_block_with_the_most_weights_and_the_one_with_the_most_arithmetic():
+    rows = [{"block": "c1", "params": "100", "MACs": "9,000"}, {"block": "pool1", "params": "0", "MACs": "0"},
+            {"block": "c2", "params": "300", "MACs": "1,000"}]
+    assert cost_reading(rows) == ("c2 holds the most parameters, 300 of 400 (75%); c1 spends the most multiply-adds, "
+                                  "9,000 of 10,000 per image (90%).")
+    rows[0]["MACs"] = "0"
+    assert cost_reading(rows) == ("c2 holds the most parameters, 300 of 400 (75%), and spends the most "
+                                  "multiply-adds, 1,000 of 1,000 per image (100%).")
 
 
 @pytest.mark.parametrize("analytic, measured, words", [(74, 74, "the two agree"), (74, 32, "they differ by 42 px")])
@@ -116,6 +127,12 @@ def test_erf_reading_counts_the_blocks_training_widened():
     assert text.startswith("At c4 the theoretical field is 74 px wide. After training, half of the gradient lies "
                            "within a square of 40 px and 95% within 48 px; before training, 34 and 38 px.")
     assert text.endswith("widened the half-gradient square at 2 of the 4 blocks and narrowed it at 1.")
+    same = erf_reading(table, "c4", table, image_side=32)
+    assert "On a mosaic of test images it widened it at 2 and narrowed it at 1: the same count" in same
+    assert "images are 32 px wide: a field of 74 px holds the whole image" in same
+    other = [{**row, "50% in (trained)": row["50% in (untrained)"]} for row in table]
+    assert erf_reading(table, "c4", other, image_side=80).endswith(
+        "widened it at 0 and narrowed it at 0: the probe's content changes the count.")  # no field beyond 80 px
 
 
 def test_gradcam_reading_says_only_what_the_summary_holds():

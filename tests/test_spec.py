@@ -117,26 +117,28 @@ def test_wrong_device_fails_and_the_row_says_what_this_machine_would_choose(monk
     monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: CPU)
     results = by_name(S7Net(), device=torch.device("meta"))
     assert failures(results) == {"device"}
-    assert results["device"].required == "on meta, the device the run chose"
-    assert results["device"].measured == "on cpu; pick_device() picks cpu: torch finds no CUDA GPU and no Apple MPS here"
+    assert results["device"].required == "on the GPU when there is one"
+    assert results["device"].measured == ("on cpu; the run chose meta; pick_device() picks cpu: torch finds no CUDA "
+                                          "GPU and no Apple MPS here")
     monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: torch.device("cuda", 0))  # a machine with a GPU
     check = check_s7(S7Net(), 85.0, device=torch.device("cuda", 0))[0]
-    assert (check.measured, check.state) == ("on cpu; pick_device() picks cuda:0", FAIL)
+    assert (check.measured, check.state) == ("on cpu; the run chose cuda:0; pick_device() picks cuda:0", FAIL)
 
 
 def test_without_a_gpu_the_device_row_is_not_checked_here(monkeypatch):
     """Uses-the-GPU cannot be observed on a machine without one: neither pass nor fail, and the total says so."""
     monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: CPU)
-    for device in (None, CPU):
+    for device, run in ((None, ""), (CPU, "; the run chose cpu")):
         check = check_s7(S7Net(), 85.0, device=device)[0]
         assert (check.state, check.passed, check.failed) == (NOT_CHECKED, False, False)
-        assert check.measured == "on cpu; pick_device() picks cpu: torch finds no CUDA GPU and no Apple MPS here"
+        assert check.required == "on the GPU when there is one"
+        assert check.measured == f"on cpu{run}; pick_device() picks cpu: torch finds no CUDA GPU and no Apple MPS here"
 
 
 def test_a_cpu_run_on_a_machine_with_a_gpu_fails_the_device_row(monkeypatch):
     monkeypatch.setattr(helpers.checker.spec, "pick_device", lambda: torch.device("cuda", 0))
     check = check_s7(S7Net(), 85.0, device=CPU)[0]
-    assert (check.state, check.measured) == (FAIL, "on cpu, though pick_device() picks cuda:0")
+    assert (check.state, check.measured) == (FAIL, "on cpu; the run chose cpu, though pick_device() picks cuda:0")
     check = check_s7(S7Net(), 85.0)[0]  # a model alone, no run: it may yet be moved
     assert check.state == NOT_CHECKED and check.measured.endswith("give device=, the device its run uses)")
 

@@ -17,6 +17,7 @@ from helpers.lecture.zoo import (
     rf_growth,
     rf_growth_figure,
     shared_range,
+    upsampler_reading,
     upsampler_table,
     worked_example,
 )
@@ -46,6 +47,17 @@ def test_upsampler_table():
     assert rows["transposed conv"]["MACs"] == 16 * 32 * 32 * 32 * 9  # per input element, zeros not counted
     assert rows["pixel shuffle (ICNR)"]["MACs"] == rows["resize-conv"]["MACs"] == 128 * 32 * 32 * 16 * 9
     assert rows["pixel shuffle (ICNR)"]["params"] == 4 * rows["resize-conv"]["params"] == 4 * 4608
+    assert all(row["input"] == (16, 32, 32) for row in rows.values())  # the figure's one-channel 16x16 is not this
+
+
+def test_upsampler_reading_gives_each_flat_output_its_level_and_its_sign():
+    results = checkerboard_demo(torch.ones(16, 16), seed=0)
+    text = upsampler_reading(seed=0)
+    for name in ("pixel shuffle (ICNR)", "resize-conv"):
+        level = float(results[name][0][2:-2, 2:-2].mean())
+        assert f"{name} {level:+.2f}" in text
+        assert (f"{name} draws the bump dark" in text) == (level < 0), text
+    assert "transposed conv -" not in text and "transposed conv +" not in text  # a checkerboard: no single level
 
 
 def test_format_table_is_fixed_width():

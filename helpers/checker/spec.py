@@ -52,7 +52,8 @@ def _device_check(model: nn.Module, device: torch.device | None) -> Check:
     here = (f"pick_device() picks {chosen}" if chosen.type != "cpu" else
             "pick_device() picks cpu: torch finds no CUDA GPU and no Apple MPS here")
     where = f"on {', '.join(sorted(map(str, devices)))}" if devices else "no parameters"
-    required = "on the GPU when there is one" if device is None else f"on {device}, the device the run chose"
+    where += f"; the run chose {device}" if device is not None else ""  # what the run did; the rule stays the same
+    required = "on the GPU when there is one"
     if not devices:
         return Check("device", required, f"{where}; {here}", FAIL)
     if device is not None and not all(found.type == device.type and device.index in (None, found.index)

@@ -3,11 +3,13 @@ one's layers serve, and S7AirNet's ideas beyond S7Net, each with its reason and 
 rule (helpers.checker.spec does): it says where to look."""
 from fractions import Fraction
 
+import inspect
+
 import torch
 from torch import nn
 
 from ..convs import DepthwiseSeparableConv2d
-from ..models import GlobalAvgPool2d, PatchWhitening, ScaledLinear, ShiftBatchNorm2d, build_model
+from ..models import GlobalAvgPool2d, PatchWhitening, ScaledLinear, ShiftBatchNorm2d, build_model, count_macs
 from ..recipes import PRESETS
 from .erf import rf_squares
 from .probes import probe_copy, recorded_outputs
@@ -59,7 +61,8 @@ def rule_served(module: nn.Module, pools_before: int) -> str:
 
 def block_table(model: nn.Module, input_shape=(3, 32, 32)) -> list[dict]:
     """One row per block of a C1C2C3C4O network (its pools included): the map's size and channels in and out, its
-    layers, its parameters, the receptive field at its end, and the rule it serves."""
+    layers, its parameters, its multiply-adds on one image, the receptive field at its end, and the rule it
+    serves."""
     net = probe_copy(model)  # eval mode on the CPU; the caller's model keeps its mode and device
     blocks = [(name, child) for name, child in net.named_children() if name != "normalize"]
     with recorded_outputs(net, [name for name, _ in blocks]) as outputs, torch.no_grad():
@@ -74,10 +77,21 @@ def block_table(model: nn.Module, input_shape=(3, 32, 32)) -> list[dict]:
         rows.append({"block": name, "size": f"{'x'.join(map(str, size_in))} -> {'x'.join(map(str, size_out)) or '1'}",
                      "channels": f"{c_in} -> {c_out}", "layers": ", ".join(layer_words(child)),
                      "params": f"{sum(p.numel() for p in child.parameters()):,}",
+                     "MACs": f"{count_macs(child, shapes[name][0][1:]):,}",
                      "RF at its end": f"{fields[name].side} px" if name in fields else "",
                      "rule it serves": rule_served(child, pools)})
         pools += isinstance(child, nn.MaxPool2d)
     return rows
+
+
+def network_source(model: nn.Module) -> str:
+    """The code of a helpers network as it runs: its class, the helpers classes it inherits from (up to Network),
+    then the class of each helpers module inside it, each once, in the order they first appear."""
+    from ..models import Network  # the base every helpers network shares: its code is not this network's
+    mine = [cls for cls in type(model).__mro__ if cls.__module__.startswith("helpers.") and issubclass(cls, Network)
+            and cls is not Network]
+    parts = [type(m) for m in model.modules() if type(m).__module__.startswith("helpers.")]
+    return "\n\n".join(inspect.getsource(cls).rstrip() for cls in dict.fromkeys(mine + parts))
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -24,6 +24,17 @@ def noise_images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
+def image_mosaic(images, n: int, side: int) -> torch.Tensor:
+    """n images (n, 3, side, side) tiled from the first of `images` (uint8 or [0, 1], square): natural content as
+    wide as the whole field, the check that a change seen on noise_images is the network's, not the noise's."""
+    images = as_input(images)
+    tiles = side // images.shape[-1]
+    if tiles < 1 or side % images.shape[-1] or len(images) < n * tiles * tiles:
+        raise ValueError(f"{n} mosaics of {side} px need {n * max(tiles, 1) ** 2} images whose side divides {side}")
+    grid = images[:n * tiles * tiles].reshape(n, tiles, tiles, *images.shape[1:])  # (n, row, column, C, H, W)
+    return grid.permute(0, 3, 1, 4, 2, 5).reshape(n, images.shape[1], side, side)
+
+
 def gradient_maps(model: nn.Module, blocks, images) -> dict:
     """{block: (H, W) mean over the images of |d centre unit / d input pixel|, summed over colour channels}.
 

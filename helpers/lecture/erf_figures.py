@@ -31,19 +31,28 @@ def draw_rf_square(ax, square: RFSquare, shape, colour: str = "cyan") -> None:
     ax.set_ylim(max(height - 0.5, high) + 0.5, min(-0.5, low) - 0.5)
 
 
+TICK_STEPS = (1, 2, 5, 10, 20, 50, 100)  # pixels between ticks: the first that gives at most 2 each side
+
+
 def _erf_panel(ax, block: str, erf, square: RFSquare):
     """One block's effective field scaled to its peak, inside its theoretical square, the view cropped to that
-    square and a margin, and titled with the sides of the squares that hold half and 95% of it. Returns the artist
-    for the colour bar."""
+    square and a margin (the margin stops at the probe image's edge, so no blank band shows), ticks counting
+    pixels from the unit's centre (each panel has its own zoom), and titled with the sides of the squares that hold
+    half and 95% of it. Returns the artist for the colour bar."""
     half, most = erf_square_sides(erf, square.centre)
     artist = ax.imshow((erf / erf.max()).numpy(), cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
     draw_rf_square(ax, square, erf.shape)
+    low, high = square.centre - square.side / 2 - 0.5, square.centre + square.side / 2 + 0.5
     reach = square.side / 2 + max(2, square.side // 4)
-    ax.set_xlim(square.centre - reach, square.centre + reach)
-    ax.set_ylim(square.centre + reach, square.centre - reach)
+    view = (min(low, max(-0.5, square.centre - reach)), max(high, min(erf.shape[-1] - 0.5, square.centre + reach)))
+    ax.set_xlim(*view)
+    ax.set_ylim(*view[::-1])
+    step = next((s for s in TICK_STEPS if reach / s <= 2), TICK_STEPS[-1])
+    offsets = range(-int(reach // step) * step, int(reach // step) * step + 1, step)
+    ticks = [(square.centre + o, f"{o:g}") for o in offsets if view[0] <= square.centre + o <= view[1]]
+    ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks], fontsize=7)
+    ax.set_yticks([t for t, _ in ticks], [label for _, label in ticks], fontsize=7)
     ax.set_title(f"{block}: RF {square.side} px\n50% in {half}, 95% in {most} px", fontsize=9)
-    ax.set_xticks([])  # a picture: its scale is in the titles
-    ax.set_yticks([])
     return artist
 
 
@@ -54,7 +63,7 @@ def erf_figure(untrained, trained, images, blocks=BLOCKS) -> Figure:
     al. Each panel is scaled to its own peak (a c1 field is far more concentrated than a c4 one) and shows its
     theoretical square with a margin, so that small and large fields are drawn at a readable size.
     """
-    fig = Figure(figsize=(1.9 * len(blocks) + 1.2, 4.6), layout="constrained")
+    fig = Figure(figsize=(1.9 * len(blocks) + 1.2, 5.0), layout="constrained")
     axes = fig.subplots(2, len(blocks), squeeze=False)
     squares = rf_squares(trained, blocks, tuple(images.shape[1:]))
     for row, (label, model) in zip(axes, (("untrained", untrained), ("trained", trained))):
@@ -63,7 +72,8 @@ def erf_figure(untrained, trained, images, blocks=BLOCKS) -> Figure:
         row[0].set_ylabel(label)
     fig.colorbar(artist, ax=axes, shrink=0.8).set_label("|gradient|, share of the panel's peak", fontsize=9)
     fig.suptitle(f"Effective receptive field over {len(images)} noise images of {images.shape[-2]}x"
-                 f"{images.shape[-1]} px; dashed: the theoretical field", fontsize=10)
+                 f"{images.shape[-1]} px; dashed: the theoretical field\nticks: pixels from the unit's centre, "
+                 f"each panel zoomed to its own field", fontsize=10)
     return fig
 
 

@@ -19,12 +19,30 @@ def verdict(check) -> str:
 
 
 def rules_reading(checks, network: str) -> str:
-    """Which rules the network breaks, by name, read from check_s7's results (the table beside it says why)."""
+    """Which rows of check_s7's table the network fails, by name (the table beside it says why). Rows, not rules:
+    the table checks the last rule in two rows, parameters and accuracy, so its rows outnumber the rules by one."""
     failed = [c.name for c in checks if verdict(c) == "fail"]
     unchecked = [c.name for c in checks if verdict(c) == "not checked here"]
-    text = (f"{network} breaks {len(failed)} of the {len(checks)} rules: {', '.join(failed)}" if failed else
+    text = (f"{network} fails {len(failed)} of the table's {len(checks)} rows: {', '.join(failed)}" if failed else
             f"{network} meets every rule checked here")
     return text + (f"; not checked on this machine: {', '.join(unchecked)}." if unchecked else ".")
+
+
+def cost_reading(rows) -> str:
+    """Which block of describe.block_table's rows holds the most parameters and which spends the most
+    multiply-adds, with their shares of the whole: where a network's weights and its arithmetic go."""
+    def count(row, column):
+        return int(row[column].replace(",", ""))
+
+    parts = []
+    for column, words, unit in (("params", "holds the most parameters", ""),
+                                ("MACs", "spends the most multiply-adds", " per image")):
+        total, top = sum(count(row, column) for row in rows), max(rows, key=lambda row: count(row, column))
+        parts.append((top["block"], f"{words}, {count(top, column):,} of {total:,}{unit} "
+                                    f"({count(top, column) / total:.0%})"))
+    (weights, held), (arithmetic, spent) = parts
+    return (f"{weights} {held}, and {spent}." if weights == arithmetic else
+            f"{weights} {held}; {arithmetic} {spent}.")
 
 
 def rf_reading(analytic: int, measured: int) -> str:
@@ -92,17 +110,35 @@ def confusion_reading(labels, logits, classes, which: str = "plain") -> str:
                       if crossing else "None of the largest confusions crosses the groups."))
 
 
-def erf_reading(table, block: str, before: str = "untrained", after: str = "trained") -> str:
+def erf_reading(table, block: str, images_table=None, image_side: int | None = None, before: str = "untrained",
+                after: str = "trained") -> str:
     """The effective field of `block` before and after training against its theoretical field, from erf_table's
-    rows, and at how many blocks training widened it."""
+    rows, and at how many blocks training widened it; with `images_table` (the same measure on a mosaic of test
+    images), whether the change is the same there, so that it is the network's and not the noise probe's; with
+    `image_side`, how a field wider than the network's images fits them."""
     row = next(r for r in table if r["block"] == block)
-    wider = sum(r[f"50% in ({after})"] > r[f"50% in ({before})"] for r in table)
-    narrower = sum(r[f"50% in ({after})"] < r[f"50% in ({before})"] for r in table)
-    return (f"At {block} the theoretical field is {row['theoretical RF']} px wide. After training, half of the "
+
+    def changes(rows) -> tuple:
+        return (sum(r[f"50% in ({after})"] > r[f"50% in ({before})"] for r in rows),
+                sum(r[f"50% in ({after})"] < r[f"50% in ({before})"] for r in rows))
+
+    (wider, narrower), field = changes(table), row["theoretical RF"]
+    text = (f"At {block} the theoretical field is {field} px wide. After training, half of the "
             f"gradient lies within a square of {row[f'50% in ({after})']} px and 95% within "
             f"{row[f'95% in ({after})']} px; before training, {row[f'50% in ({before})']} and "
             f"{row[f'95% in ({before})']} px. Training widened the half-gradient square at {wider} of the "
             f"{len(table)} blocks and narrowed it at {narrower}.")
+    if images_table is not None:
+        same = changes(images_table) == (wider, narrower)
+        text += (f" On a mosaic of test images it widened it at {changes(images_table)[0]} and narrowed it at "
+                 f"{changes(images_table)[1]}: " + ("the same count, so the change belongs to the trained network, "
+                                                    "not to the noise it is probed with." if same else
+                                                    "the probe's content changes the count."))
+    if image_side is not None and field > image_side:
+        text += (f" The network's own images are {image_side} px wide: a field of {field} px holds the whole image "
+                 f"wherever the unit sits, and the part of its window beyond the image reads the zero padding, "
+                 f"which is why the field is probed here on images wide enough to hold all of it.")
+    return text
 
 
 def gradcam_reading(summary: dict, layer: str, size) -> str:

@@ -5,9 +5,10 @@ import statistics
 import textwrap
 from pathlib import Path
 
-from ..recipes import PRESETS, epochs_text
+from ..recipes import PRESETS
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "current"
+NO_TTA = "- (no TTA)"  # a recipe without test-time augmentation, as every table and the README write it
 
 
 def benchmark_runs(folder=RESULTS) -> list[dict]:
@@ -23,7 +24,8 @@ def machine(record: dict) -> str:
 
 def time_rows(presets, records, in_notebook: dict) -> list[dict]:
     """One row per preset and machine its committed runs were measured on (a preset never measured: one row saying
-    so): the median training time, the precision, the mean plain and TTA test accuracy over the runs.
+    so): the number of seeds, the median training time, the precision, the mean plain and TTA test accuracy over
+    those seeds (a mean on the row's processor, which this run's own accuracy need not match).
 
     in_notebook: {preset: what the notebook does with it}: "trained" or "loaded" (from weights/)."""
     rows = []
@@ -34,13 +36,24 @@ def time_rows(presets, records, in_notebook: dict) -> list[dict]:
             mine = [r for r in runs if machine(r) == where]
             plain = [r.get("test_acc_plain") for r in mine]
             rows.append({
-                "preset": preset, "in notebook": in_notebook.get(preset, "not run"), "measured on": where,
-                "precision": distinct(mine, "precision") or "-", "runs": len(mine),
-                "epochs": epochs_text(mine[0]["epochs"]) if mine else "-",
+                "preset": preset, "notebook": in_notebook.get(preset, "not run"), "measured on": where,
+                "precision": distinct(mine, "precision") or "-", "seeds": len(mine),
+                "epochs": f"{mine[0]['epochs']:g}" if mine else "-",
                 "median time": duration_text(statistics.median(r["train_seconds"] for r in mine)) if mine else "-",
-                "plain acc": f"{statistics.mean(plain):.2f}%" if mine and None not in plain else "-",
-                "TTA acc": f"{statistics.mean(r['test_acc'] for r in mine):.2f}%" if mine and tta != "none" else "-"})
+                "mean plain": f"{statistics.mean(plain):.2f}%" if mine and None not in plain else "-",
+                "mean TTA": NO_TTA if tta == "none" else
+                            f"{statistics.mean(r['test_acc'] for r in mine):.2f}%" if mine else "-"})
     return rows
+
+
+def seed_range(records, preset: str) -> str:
+    """The lowest and highest plain test accuracy of the preset's recorded seeds, per machine: how much the seed
+    alone moves the result (a machine or precision changes it too, so each range keeps its machine)."""
+    runs = [r for r in records if r["preset"] == preset and r.get("test_acc_plain") is not None]
+    ranges = [f"{len(mine)} on {where}: {min(mine):.2f}% to {max(mine):.2f}% plain"
+              for where in dict.fromkeys(map(machine, runs))
+              for mine in [[r["test_acc_plain"] for r in runs if machine(r) == where]]]
+    return f"recorded seeds of {preset}: {'; '.join(ranges)}" if ranges else f"no recorded seed of {preset}"
 
 
 def here_note(records, device_type: str, processor: str, width: int = 110) -> str:

@@ -64,7 +64,7 @@ def conv_table(in_channels: int = 16, out_channels: int = 32, size: int = 32) ->
 def upsampler_table(in_channels: int = 16, out_channels: int = 32, size: int = 32) -> list:
     """upsampler_zoo's costs for x2 upsampling of a size x size input."""
     input_shape = (in_channels, size, size)
-    return [cost_row(name, upsampler, input_shape)
+    return [{"block": name, "input": input_shape, **cost_row(name, upsampler, input_shape)}
             for name, upsampler in upsampler_zoo(in_channels, out_channels).items()]
 
 
@@ -129,6 +129,26 @@ def checkerboard_demo(image, seed: int = 0) -> dict:
             output = upsampler(image[None, None])[0, 0]
             results[name] = (output, checkerboard_score(output[2:-2, 2:-2]))
     return results
+
+
+def upsampler_reading(seed: int = 0) -> str:
+    """What checkerboard_figure's pictures show besides the checkerboard, read from checkerboard_demo: the level
+    random weights give a constant image (its sign decides whether the bump comes out bright or dark), and the
+    frame zero padding leaves at the border."""
+    results = checkerboard_demo(torch.ones(16, 16), seed)
+    flat = {name: output for name, (output, score) in results.items() if name != "input" and score < 0.01}
+    levels = {name: float(output[2:-2, 2:-2].mean()) for name, output in flat.items()}
+    frame = max(float((torch.cat([o[:2].flatten(), o[-2:].flatten(), o[:, :2].flatten(), o[:, -2:].flatten()])
+                       - levels[name]).abs().max()) for name, o in flat.items())
+    dark = [name for name, level in levels.items() if level < 0]
+    return (f"The upsamplers start from random weights (seed {seed}), so a constant image of 1 comes out at another "
+            f"level: inside the border, {', '.join(f'{n} {v:+.2f}' for n, v in levels.items())} (the kernel's "
+            f"weights summed, plus the bias; a checkerboard has no single level). "
+            + (f"A negative level turns every picture over: {' and '.join(dark)} draw{'s' * (len(dark) == 1)} the "
+               f"bump dark. " if dark else "")
+            + f"At the border the zero padding leaves part of each kernel outside the picture, so the outermost "
+              f"pixels differ from the inside by up to {frame:.2f}: the frame in the pictures, which the scores "
+              f"leave out.")
 
 
 def smooth_bump(size: int = 16) -> torch.Tensor:
