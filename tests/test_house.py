@@ -126,3 +126,10 @@ def test_the_training_step_reads_top_to_bottom_in_one_function():
     # net.train() (no argument) switches a module to training mode; any other call of a train is the loop again
     loops = [ast.unparse(c) for c in calls if ast.unparse(c.func).endswith("train") and ast.unparse(c) != "net.train()"]
     assert not loops and "hasattr" not in called, loops
+
+
+def test_git_ignores_what_pip_install_leaves_beside_the_sources():
+    """setuptools writes build/ and an .egg-info folder into the tree; unignored, they show a second helpers."""
+    left = ["build/lib/helpers/check.py", "s7_helpers.egg-info/PKG-INFO"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *left], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == left
