@@ -101,7 +101,12 @@ def first_non_plain(value, where: str = "") -> str | None:
 
 
 def load_checkpoint(path, device="cpu") -> dict:
-    """What save_checkpoint wrote, read with weights_only=True; CheckpointError for anything else."""
+    """What save_checkpoint wrote, read with weights_only=True; CheckpointError for anything else.
+
+    A FIFO or a device is refused before it is opened: opening one can wait forever for a writer.
+    """
+    if Path(path).exists() and not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
     try:
         with warnings.catch_warnings():  # torch warns before refusing a pickle; our one error line says it all
             warnings.simplefilter("ignore")

@@ -247,6 +247,16 @@ def test_a_last_pt_that_cannot_be_read_is_not_offered_for_resuming(small, tmp_pa
     assert "holds a last.pt that cannot be resumed" in err and "--resume" not in err
 
 
+def test_a_last_pt_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    """Opening a FIFO blocks until something writes into it: --resume, and a new run into its folder, refuse it."""
+    os.mkfifo(tmp_path / "last.pt")
+    for argv in (["--resume", str(tmp_path / "last.pt")], ["--epochs", "1", "--out", str(tmp_path)]):
+        result = subprocess.run([sys.executable, "-m", "helpers.train", *argv], cwd=ROOT, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"checkpoint {tmp_path / 'last.pt'} is not a regular file" in result.stderr
+
+
 @pytest.mark.parametrize("part, change", [
     ("muon", lambda state: {**state, "state": {0: {"momentum_buffer": torch.zeros(3)}}}),
     ("optimizer", lambda state: {**state, "param_groups": state["param_groups"][:1]}),
