@@ -23,6 +23,7 @@ RESUME_TYPES = {"optimizer": dict, "epoch": int, "step": int, "history": list, "
                 "generator": torch.Tensor, "recipe": dict, "train_images": int, "config": dict}
 RESUME_KEYS = tuple(RESUME_TYPES)
 CONFIG_TYPES = {"seed": int, "quick": bool, "preset": str}  # what a run's config holds, as train() saves it
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 # What a final model may carry besides its weights, of the kind a reader formats or compares (None: not carried).
 CARRIED_TYPES = {"test_acc": (int, float), "seed": int, "preset": str, "test_images": int}
 # What torch.load(weights_only=True) accepts: these values, in these containers, and tensors.
@@ -195,6 +196,9 @@ def load_resumable(path) -> dict:
              if key in config and not of_kind(config[key], kind)]
     if wrong:
         raise CheckpointError(f"{path} is not a run this version can resume: its config holds {', '.join(wrong)}")
+    if not 0 <= config.get("seed", 0) <= MAX_SEED:
+        raise CheckpointError(f"{path} is not a run this version can resume: its config holds seed {config['seed']}, "
+                              f"not a seed from 0 to 2**63 - 1")
     return checkpoint
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .checker.spec import check_s7
-from .checkpoints import CheckpointError, load_resumable, model_filename, save_checkpoint
+from .checkpoints import MAX_SEED, CheckpointError, load_resumable, model_filename, save_checkpoint
 from .data import DatasetError, load_cifar10
 from .evaluation import evaluate
 from .loop import NonFiniteLossError, seed_everything, train
@@ -47,7 +47,6 @@ from .runtime.runs import held_run_folder, remove_other_runs, resume_hint, train
 
 USER_ERRORS = (DatasetError, ConfigError, CheckpointError, NonFiniteLossError, DistributedTimeoutError,
                DistributedSetupError)
-MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 
 
 def positive_int(text: str) -> int:
