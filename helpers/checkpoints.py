@@ -71,10 +71,18 @@ def save_checkpoint(model, path, **extra) -> Path:
                               f"string, list, dict or tensor), so the file could never be loaded with "
                               f"weights_only=True; pass plain values (a name, not a class or an object)")
     state = {k: v.contiguous() for k, v in on_cpu(model.state_dict()).items()}
+    saved = {"architecture": type(model).__name__, "model_kwargs": model.model_kwargs, "state_dict": state, **extra}
+    write_atomically(path, lambda tmp: torch.save(saved, tmp))
+    return path
+
+
+def write_atomically(path: Path, write) -> None:
+    """write(a temporary path beside `path`), then rename it to `path`: a reader never sees half a file, and a
+    failed write (a full disk, an interruption) leaves no temporary file and the previous `path` untouched.
+    CheckpointError, in one line, when the write fails."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save({"architecture": type(model).__name__, "model_kwargs": model.model_kwargs, "state_dict": state,
-                    **extra}, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
@@ -84,7 +92,6 @@ def save_checkpoint(model, path, **extra) -> Path:
             f"the write stopped short with {shutil.disk_usage(path.parent).free / 1e6:,.0f} MB free on its disk"
         kept = f"; the {path.name} written before is kept" if path.exists() else ""
         raise CheckpointError(f"cannot write {path} ({reason}){kept}") from None
-    return path
 
 
 def first_non_plain(value, where: str = "") -> str | None:

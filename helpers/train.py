@@ -17,7 +17,14 @@ from pathlib import Path
 import torch
 
 from .checker.spec import check_s7
-from .checkpoints import MAX_SEED, CheckpointError, load_resumable, model_filename, save_checkpoint
+from .checkpoints import (
+    MAX_SEED,
+    CheckpointError,
+    load_resumable,
+    model_filename,
+    save_checkpoint,
+    write_atomically,
+)
 from .data import DatasetError, load_cifar10
 from .evaluation import evaluate
 from .loop import NonFiniteLossError, seed_everything, train
@@ -260,8 +267,9 @@ def train_and_save(model, data, recipe, generator, device, out: Path, checkpoint
         saved = save_checkpoint(model, out / model_filename(architecture), recipe=asdict(recipe), **config,
                                 history=history, processor=processor_name(device), test_acc=round(test_acc, 2),
                                 test_images=len(data.test_images))
-        (out / "history.json").write_text(json.dumps({"architecture": architecture, "recipe": asdict(recipe),
-                                                      **config, "history": history, "test_acc": test_acc}, indent=1))
+        record = json.dumps({"architecture": architecture, "recipe": asdict(recipe), **config, "history": history,
+                             "test_acc": test_acc}, indent=1)
+        write_atomically(out / "history.json", lambda tmp: tmp.write_text(record))
         remove_other_runs(out, architecture)
         report(f"final test accuracy: {test_acc:.2f}% (TTA: {recipe.tta}); saved {saved}")
     return test_acc

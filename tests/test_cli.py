@@ -342,6 +342,21 @@ def test_a_checkpoint_write_that_fails_leaves_no_temporary_file_and_one_line(sma
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
+def test_a_full_disk_at_history_json_is_one_line_and_leaves_no_empty_history(small, tmp_path, capsys, monkeypatch):
+    write_text = Path.write_text
+
+    def full_disk_for_the_history(path, text, *args, **kwargs):
+        if not path.name.startswith("history.json"):
+            return write_text(path, text, *args, **kwargs)
+        write_text(path, "")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk_for_the_history)
+    err = exits_with(["--epochs", "1", *TINY, "--out", str(tmp_path)], capsys)
+    assert f"cannot write {tmp_path / 'history.json'} (No space left on device)" in err
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["last.pt", "s7airnet.pt"]
+
+
 def test_sigterm_is_answered_as_ctrl_c_is(small, tmp_path, capsys, monkeypatch):
     """What `timeout`, `kill` and batch schedulers send. The test's own handler fails it if the command has none."""
     def terminated(*args, **kwargs):
