@@ -17,14 +17,7 @@ from pathlib import Path
 import torch
 
 from .checker.spec import check_s7
-from .checkpoints import (
-    MAX_SEED,
-    CheckpointError,
-    load_resumable,
-    model_filename,
-    save_checkpoint,
-    write_atomically,
-)
+from .checkpoints import MAX_SEED, CheckpointError, load_resumable, model_filename, save_checkpoint, write_atomically
 from .data import DatasetError, load_cifar10
 from .evaluation import evaluate
 from .loop import NonFiniteLossError, seed_everything, train
