@@ -2,6 +2,7 @@
 and quick models checked on the test images their figure counts. In-process, no training."""
 import json
 import re
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -60,6 +61,16 @@ def test_a_run_that_fails_loading_the_data_leaves_no_report_to_block_the_retry(t
     for _ in range(2):  # the retry meets the same error, not "already holds report.jsonl"
         assert "CIFAR-10 not found" in exits_with(time_to_accuracy.main, ["--quick", "--out", str(tmp_path)], capsys)
         assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_in_the_benchmark_is_one_line_and_status_130(tmp_path):
+    script = ("import os, signal, sys, time\nsys.path.insert(0, 'benchmarks')\nimport time_to_accuracy\n"
+              "def measure(args):\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(30)\n"
+              f"time_to_accuracy.measure = measure\ntime_to_accuracy.main(['--quick', '--out', {str(tmp_path)!r}])")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130
+    assert result.stderr == f"python benchmarks/time_to_accuracy.py: interrupted; the seed in progress is lost, each " \
+                            f"seed printed above is complete and in {tmp_path / 'report.jsonl'}\n"
 
 
 @pytest.mark.parametrize("record, line", [
