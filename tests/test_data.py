@@ -2,7 +2,9 @@ import functools
 import hashlib
 import http.server
 import io
+import os
 import pickle
+import re
 import socket
 import tarfile
 import threading
@@ -109,6 +111,17 @@ def test_truncated_python_batch_gives_a_clear_error(tmp_path):
     path = tmp_path / PYTHON_FOLDER / "data_batch_2"
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(DatasetError, match="data_batch_2 is not a readable CIFAR-10 python batch"):
+        load_cifar10(tmp_path, download=False, strict=False)
+
+
+@pytest.mark.parametrize("make", [os.mkdir, os.mkfifo], ids=["folder", "fifo"])
+def test_a_batch_that_is_not_a_regular_file_is_named_as_such_not_as_missing(tmp_path, make):
+    write_binary_layout(tmp_path, per_file=2)
+    path = tmp_path / BINARY_FOLDER / "data_batch_1.bin"
+    path.unlink()
+    make(path)
+    with pytest.raises(DatasetError, match=f"^{re.escape(str(path))} is not a regular file: put the batch file "
+                                           f"there$"):
         load_cifar10(tmp_path, download=False, strict=False)
 
 
