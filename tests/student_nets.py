@@ -558,3 +558,90 @@ class PoolToOne(nn.Module):
     def forward(self, x):
         x = self.pool(self.c3b(self.c3(self.pool(self.c2(self.pool(self.c1(x)))))))
         return F.log_softmax(self.c4(x).flatten(1), dim=1)
+
+
+# --- hand-written activations and norms between a depthwise conv and its 1x1 conv --------------------------------
+
+class Swish(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+def swish(x):
+    return x * torch.sigmoid(x)
+
+
+class HSwish(nn.Module):
+    def forward(self, x):
+        return x * F.relu6(x + 3) / 6
+
+
+def hswish(x):
+    return x * F.relu6(x + 3) / 6
+
+
+class Mish(nn.Module):
+    def forward(self, x):
+        return x * torch.tanh(F.softplus(x))
+
+
+def mish(x):
+    return x * torch.tanh(F.softplus(x))
+
+
+class ChannelLayerNorm(nn.Module):
+    """A LayerNorm over the channels of an (N, C, H, W) map, written out with means as ConvNeXt's code writes it."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight, self.bias, self.eps = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels)), eps
+
+    def forward(self, x):
+        centred = x - x.mean(1, keepdim=True)
+        normed = centred / torch.sqrt(centred.pow(2).mean(1, keepdim=True) + self.eps)
+        return self.weight[:, None, None] * normed + self.bias[:, None, None]
+
+
+def channel_norm(x):
+    return (x - x.mean(1, keepdim=True)) / (x.var(1, keepdim=True, unbiased=False) + 1e-5).sqrt()
+
+
+class BetweenHalves(nn.Module):
+    """dw, BatchNorm, `between` (a module, or a function of the map), pw: a depthwise-separable conv whatever
+    element-wise activation or channel norm sits between its halves. Field 46."""
+
+    def __init__(self, between):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw, self.bn, self.between, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), \
+            between, nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.between(self.bn(self.dw(x))))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        return self.fc(F.relu(self.c4(x)).mean((2, 3)))
+
+
+BETWEEN = {"Swish": Swish, "swish": lambda: swish, "HSwish": HSwish, "hswish": lambda: hswish, "Mish": Mish,
+           "mish": lambda: mish, "ChannelLayerNorm": lambda: ChannelLayerNorm(8), "channel_norm": lambda: channel_norm}
+
+
+class GatedByItsInput(nn.Module):
+    """dw's output gated by a sigmoid of dw's *input*, then pw: the gate brings a second path, so the 1x1 conv
+    reads more than the depthwise conv's output (no depthwise-separable conv)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.dw(x) * torch.sigmoid(x))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        return self.fc(F.relu(self.c4(x)).mean((2, 3)))

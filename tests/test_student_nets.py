@@ -162,3 +162,18 @@ def test_functional_max_pools_are_counted_and_averaged_in_the_probe():
     assert [row["name"] for row in rows if row["kind"] == "max-pool"] == ["max_pool2d", "max_pool2d#2",
                                                                           "max_pool2d#3"]
     assert [row["j_out"] for row in rows if row["kind"] == "max-pool"] == [2, 4, 8]
+
+
+@pytest.mark.parametrize("between", nets.BETWEEN)
+def test_a_hand_written_activation_or_norm_between_the_halves_keeps_the_conv_separable(between):
+    """x * sigmoid(x) reads the depthwise conv's output twice, a channel LayerNorm through its means: every input
+    derives from the one path, position by position, so the 1x1 conv after them is still the pointwise half."""
+    checks = {check.name: check for check in check_s7(nets.BetweenHalves(nets.BETWEEN[between]()))}
+    assert checks[SEPARABLE].measured == "dw (3x3 depthwise) -> pw (1x1)" and not checks[SEPARABLE].failed
+    assert {check.name for check in checks.values() if check.failed} == set()
+
+
+def test_a_gate_from_another_path_between_the_halves_is_no_separable_conv():
+    checks = {check.name: check for check in check_s7(nets.GatedByItsInput())}
+    assert checks[SEPARABLE].failed
+    assert checks[SEPARABLE].measured == "depthwise dw is followed by mul before any conv, not by a 1x1 conv"
