@@ -645,3 +645,31 @@ class GatedByItsInput(nn.Module):
         x = F.max_pool2d(F.relu(self.pw(self.dw(x) * torch.sigmoid(x))), 2)
         x = F.max_pool2d(F.relu(self.c3(x)), 2)
         return self.fc(F.relu(self.c4(x)).mean((2, 3)))
+
+
+def centred(x):
+    """The mean of the channels taken away, the first half of a channel LayerNorm."""
+    return x - x.mean(1, keepdim=True)
+
+
+
+class NormBeforeGap(nn.Module):
+    """A channel norm (a module, or a function of the map) as the last op on the map the global pool averages: on
+    the only path (field 46), or ending a residual branch of two 3x3 convs added to that map (field 46 + 2 * 2 * 8
+    = 78: the branch's, not the skip's)."""
+
+    def __init__(self, norm, residual=False):
+        super().__init__()
+        self.c1, self.norm, self.residual = nn.Conv2d(3, 8, 3, padding=1), norm, residual
+        self.dw, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.branch = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.dw(x))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        x = F.relu(self.c4(x))
+        x = x + self.norm(self.branch(x)) if self.residual else self.norm(x)
+        return self.fc(x.mean((2, 3)))

@@ -177,3 +177,13 @@ def test_a_gate_from_another_path_between_the_halves_is_no_separable_conv():
     checks = {check.name: check for check in check_s7(nets.GatedByItsInput())}
     assert checks[SEPARABLE].failed
     assert checks[SEPARABLE].measured == "depthwise dw is followed by mul before any conv, not by a 1x1 conv"
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["only path", "residual branch"])
+@pytest.mark.parametrize("norm", [lambda: nets.centred, lambda: nets.ChannelLayerNorm(16), lambda: nets.channel_norm],
+                         ids=["x - mean as a function", "ChannelLayerNorm module", "channel_norm function"])
+def test_the_measured_field_goes_through_a_channel_norm(norm, residual):
+    """With equal weights every channel carried the same values, x - mean(x) was exactly 0 and passed no gradient:
+    "no gradient reaches the input" on the only path, the skip's 46 px in a residual branch instead of 78."""
+    model = nets.NormBeforeGap(norm(), residual)
+    assert empirical_rf(model) == final_rf(rf_table(model)) == (78 if residual else 46)

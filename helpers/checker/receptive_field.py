@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .graph import AXES, KEEP, Op, Trace, Value
-from .positive_paths import nominal_windows, positive_paths
+from .positive_paths import distinct_positive, nominal_windows, positive_paths
 from .trace import run_traced, trace
 from .trace_ops import POOLS
 from .windows import fields, per_axis, whole_since
@@ -252,8 +252,10 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
     of height and width).
 
     The unit is the centre of the map the global pool averages (Trace.probed_map at input_shape: the map an
-    AvgPool2d(4) averages at 32x32 stays the probed one at any size), all channels summed, under positive_paths on
-    a float64 CPU copy, adaptive pools fixed to the windows they pool at input_shape. The input is a multiple of input_shape's size, large enough for the analytic field plus
+    AvgPool2d(4) averages at 32x32 stays the probed one at any size), its channels summed with unequal positive
+    weights (a channel norm last would otherwise pass nothing), under positive_paths on a float64 CPU copy,
+    adaptive pools fixed to the windows they pool at input_shape. The input is a multiple of input_shape's size,
+    large enough for the analytic field plus
     two jumps, and grown until the gradient stays off the border; the forward pass stops at the probed map, so a
     head that needs the nominal size (a hard-coded view) does not matter. Raises ValueError with one line when
     the network cannot run larger, runs other ops at another size, or has a field as large as the whole input.
@@ -292,7 +294,8 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
             raise ValueError(f"{type(model).__name__} runs other ops on a {'x'.join(map(str, size))} input than "
                              f"on {'x'.join(map(str, input_shape))}: the probed map cannot be found there")
         tensor = probe.ops[producer.index].outputs[producer.outputs.index(probed)].tensor
-        gradient, = torch.autograd.grad(_centre_unit(probed, tensor).sum(), image)
+        unit = _centre_unit(probed, tensor).flatten()  # its channels weighted unequally, as the weights are
+        gradient, = torch.autograd.grad((unit * distinct_positive(unit.shape)).sum(), image)
         reached = gradient[0].ne(0).flatten(0, -3).any(0)
         if not reached.any():
             raise ValueError("no gradient reaches the input from the probed unit")
