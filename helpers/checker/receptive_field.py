@@ -255,10 +255,10 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
     AvgPool2d(4) averages at 32x32 stays the probed one at any size), its channels summed with unequal positive
     weights (a channel norm last would otherwise pass nothing), under positive_paths on a float64 CPU copy,
     adaptive pools fixed to the windows they pool at input_shape. The input is a multiple of input_shape's size,
-    large enough for the analytic field plus
-    two jumps, and grown until the gradient stays off the border; the forward pass stops at the probed map, so a
-    head that needs the nominal size (a hard-coded view) does not matter. Raises ValueError with one line when
-    the network cannot run larger, runs other ops at another size, or has a field as large as the whole input.
+    large enough for the analytic field plus two jumps, and grown until the gradient stays off the border; the
+    forward pass stops at the probed map, so a head that needs the nominal size (a hard-coded view) does not
+    matter. Raises ValueError with one line when the network cannot run larger, runs other ops at another size,
+    or has a field as large as the whole input.
     """
     nominal = trace(model, input_shape)
     probed = nominal.probed_map
