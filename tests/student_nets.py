@@ -673,3 +673,21 @@ class NormBeforeGap(nn.Module):
         x = F.relu(self.c4(x))
         x = x + self.norm(self.branch(x)) if self.residual else self.norm(x)
         return self.fc(x.mean((2, 3)))
+
+
+class PartialAverageHead(nn.Module):
+    """No GAP: an AvgPool2d(3) on the 4x4 map averages its top-left 3x3 to 1x1, then a 1x1 conv gives the classes.
+    One unit of the map has 46 px; each logit sees the pool's window of them, 46 + 2 * 8 = 62 px."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.gap = nn.Sequential(nn.AvgPool2d(3), nn.Conv2d(16, 10, 1))
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.dw(x))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        return F.log_softmax(self.gap(F.relu(self.c4(x))).flatten(1), dim=1)

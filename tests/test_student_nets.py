@@ -88,6 +88,10 @@ VERDICTS = {
                       "2, 3, 2; then MaxPool2d, Conv2d",
         GAP: "none: pool#3 takes the maximum of 2x2 of the 3x3 map, not the average; c4.1 then averages a 1x1 map: "
              "nothing"}),
+    "PartialAverageHead": ({GAP}, 46, {
+        RF: "62 px (analytic), what each logit sees: gap.0 averages 3x3 of the 4x4 map, not all of it, and one unit of "
+            "that map has 46 px",
+        GAP: "none: gap.0 averages 3x3 of the 4x4 map, not all of it"}),
     "build": (set(), 72, {GAP: "24 4x4 -> 1x1, then Flatten, Linear, BatchNorm1d, ReLU, Dropout, Linear, "
                                "LogSoftmax"}),
 }
@@ -154,7 +158,8 @@ def test_an_output_stage_that_reads_part_of_the_map_gives_the_field_of_what_it_r
                             nn.AvgPool2d(9), nn.Flatten())  # 32 -> 10 after the pool; the 9x9 window at jump 3
     row = rf_table(partial)[-1]
     assert (row["kind"], row["r_in"], row["r_out"]) == ("avg-pool of part of the map", 11, 11 + 8 * 3)
-    assert "which 3 reads as an avg-pool of part of the map" in format_rf_table(rf_table(partial))
+    assert "which 3 reads as an avg-pool of part of the map; no GAP; each logit sees 3's output, 35 px)" in \
+        format_rf_table(rf_table(partial))
 
 
 def test_functional_max_pools_are_counted_and_averaged_in_the_probe():

@@ -212,7 +212,12 @@ def final_rf_sentence(rows: list[dict]) -> str:
     if last["global_pool"]:
         return f"final receptive field: {rf} px ({unit}, which {last['name']} averages; the GAP window is not added)"
     article = "an" if last["kind"][0] in "aeiou" else "a"
-    return f"final receptive field: {rf} px ({unit}, which {last['name']} reads as {article} {last['kind']}; no GAP)"
+    seen = ""
+    if last["kind"] == "avg-pool of part of the map":  # its windows add to the field the logits read (rules.py)
+        out = max(last["r_out"]) if isinstance(last["r_out"], tuple) else last["r_out"]
+        seen = f"; each logit sees {last['name']}'s output, {out} px"
+    return f"final receptive field: {rf} px ({unit}, which {last['name']} reads as {article} {last['kind']}; no " \
+           f"GAP{seen})"
 
 
 def describe_head(graph: Trace) -> list[str]:

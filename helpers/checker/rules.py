@@ -8,7 +8,9 @@ The reading, rule by rule:
   size is no transition; one that leaves 1x1 of the map is a global pool). C4 needs a conv that runs on the map
   before the global pool; the output stage starts at the global pool, so convs after it (1x1 on the 1x1 map, fully
   connected layers) are the head, not C4. A block without a conv is named.
-- receptive field: one unit of the map the global pool averages, > 44 px (the GAP window is not added).
+- receptive field: one unit of the map the global pool averages, > 44 px (the GAP window is not added). An average
+  of part of the map instead (AvgPool2d(3) on a 4x4 map) adds its window: the field is its output's, which the
+  logits see, and one unit's is said beside it.
 - depthwise-separable: a depthwise conv (groups == in_channels > 1, kernel larger than 1x1; a depth multiplier
   counts) followed, possibly through normalisation, activation or dropout (hand-written ones too: x * sigmoid(x), a
   channel LayerNorm of means, any op of each position alone whose inputs all come from the depthwise conv), by a 1x1
@@ -99,6 +101,11 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
         return "none: no input pixel reaches the map the output stage reads", False
     if field.whole:
         return f"the whole input ({whole_since(r.graph, r.known)} merges a global pool back into the map)", True
+    seen = _seen_through_partial_average(r)
+    if seen is not None and not field.approximate:
+        return (f"{seen} px (analytic), what each logit sees: {r.stage.first.name} averages "
+                f"{_window_text(r.stage.first)} of the {r.stage.map.size_text} map, not all of it, and one unit of that "
+                f"map has {field.size} px"), seen > MIN_RF
     rf, how = field.size, "analytic"
     if field.approximate:
         try:
@@ -107,6 +114,16 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
             how = f"approximate: {error}"
         how += f"; the formulas cannot follow {field.approximate[0]}"
     return f"{rf} px ({how}){_as_a_conv(r)}", rf > MIN_RF
+
+
+def _seen_through_partial_average(r: Reading) -> int | None:
+    """For an output stage that averages windows of the map, not all of it (AvgPool2d(3) on a 4x4 map): the field
+    of the pool's output, which the logits read; it adds the window to one unit's field. None for any other."""
+    stage = r.stage
+    if stage is None or stage.how != "mean" or stage.covers:
+        return None
+    out = r.known.get(id(stage.first.outputs[0]))
+    return None if out is None or out.whole else out.size
 
 
 def _as_a_conv(r: Reading) -> str:
