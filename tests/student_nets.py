@@ -691,3 +691,23 @@ class PartialAverageHead(nn.Module):
         x = F.max_pool2d(F.relu(self.pw(self.dw(x))), 2)
         x = F.max_pool2d(F.relu(self.c3(x)), 2)
         return F.log_softmax(self.gap(F.relu(self.c4(x))).flatten(1), dim=1)
+
+
+class ChoosesOnTheData(nn.Module):
+    """forward picks a 3x3 or a 5x5 conv by the brightness of its input: a trace sees one of the two, and the
+    other's weights look unused."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.small, self.large = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 5, padding=2)
+        self.dw, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.c1(x))
+        x = F.max_pool2d(self.small(x) if x.mean() > 0.5 else self.large(x), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.dw(x))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        return self.fc(F.relu(self.c4(x)).mean((2, 3)))

@@ -92,6 +92,10 @@ VERDICTS = {
         RF: "62 px (analytic), what each logit sees: gap.0 averages 3x3 of the 4x4 map, not all of it, and one unit of "
             "that map has 46 px",
         GAP: "none: gap.0 averages 3x3 of the 4x4 map, not all of it"}),
+    "ChoosesOnTheData": (set(), 50, {
+        ARCHITECTURE: "then mean, Linear (on this input: forward chooses on the data, bool of gt, and the trace saw "
+                      "only the branch it took)",
+        "parameters": "584 in small, which it never reads (on this input: forward chooses on the data, bool of gt"}),
     "build": (set(), 72, {GAP: "24 4x4 -> 1x1, then Flatten, Linear, BatchNorm1d, ReLU, Dropout, Linear, "
                                "LogSoftmax"}),
 }
@@ -104,12 +108,14 @@ def test_verdicts_on_students_networks(name):
     assert {check.name for check in checks.values() if check.failed} == failing
     for rule, fragment in says.items():
         assert fragment in checks[rule].measured, checks[rule].measured
+    assert ("chooses on the data" in checks[ARCHITECTURE].measured) == (name == "ChoosesOnTheData")
     assert final_rf(rf_table(getattr(nets, name)())) == analytic
 
 
 SLOW = {"Inception", "ResNet"}
 MEASURED = {name: analytic for name, (_, analytic, _) in VERDICTS.items()} | {"Upsampled": 42}
 MEASURED.pop("WithSqueezeExcite")
+MEASURED.pop("ChoosesOnTheData")  # the probe's brighter input takes the other branch
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
