@@ -6,6 +6,7 @@ after the global pool nothing is spatial, and the table says so instead of growi
 that same unit's field from gradients, on an input large enough that the gradient stays off the border.
 """
 import copy
+import itertools
 import math
 
 import torch
@@ -265,6 +266,9 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
     matter. Raises ValueError with one line when the network cannot run larger, runs other ops at another size,
     or has a field as large as the whole input.
     """
+    if any(tensor.is_meta for tensor in itertools.chain(model.parameters(), model.buffers())):
+        raise ValueError("its weights are on the meta device, which holds no values: there is no gradient to measure "
+                         "(the analytic field stands)")
     nominal = trace(model, input_shape)
     probed = nominal.probed_map
     if probed is nominal.input:
