@@ -1,6 +1,6 @@
-"""Downloading CIFAR-10 when it is missing: torchvision's python-layout archive, fetched with a timeout per read and a
-few retries and a minimum rate, MD5-checked and unpacked in a staging folder, so that a failure never leaves a partial copy that looks
-complete and never hangs."""
+"""Downloading CIFAR-10 when it is missing: torchvision's python-layout archive, fetched with a timeout per read, a
+minimum rate and a few retries, MD5-checked and unpacked in a staging folder, so that a failure never leaves a
+partial copy that looks complete and never hangs."""
 import hashlib
 import http.client
 import shutil

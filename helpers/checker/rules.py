@@ -14,9 +14,9 @@ The reading, rule by rule:
 - depthwise-separable: a depthwise conv (groups == in_channels > 1, kernel larger than 1x1; a depth multiplier
   counts) followed, possibly through normalisation, activation or dropout (hand-written ones too: x * sigmoid(x), a
   channel LayerNorm of means, any op of each position alone whose inputs all come from the depthwise conv), by a 1x1
-  conv with groups == 1 that takes its channels. A grouped 1x1 mixes no channels across its groups; a 1x1 depthwise filters nothing spatially.
-  When none qualifies, each depthwise conv is said with what follows it instead (a 3x3 conv, a max-pool, the
-  global pool, whose 1x1 conv after it is the classifier).
+  conv with groups == 1 that takes its channels. A grouped 1x1 mixes no channels across its groups; a 1x1
+  depthwise filters nothing spatially. When none qualifies, each depthwise conv is said with what follows it
+  instead (a 3x3 conv, a max-pool, the global pool, whose 1x1 conv after it is the classifier).
 - dilated: a kernel larger than 1 with dilation >= 2 (dilation changes nothing for a 1x1 kernel).
 - global average pooling: the whole map averaged to 1x1, in any form (AdaptiveAvgPool2d(1), an AvgPool2d as large as
   the map, F.adaptive_avg_pool2d, F.avg_pool2d(x, x.shape[-1]), x.mean((2, 3)), x.view(n, c, -1).mean(-1), a sum
@@ -103,9 +103,10 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
         return f"the whole input ({whole_since(r.graph, r.known)} merges a global pool back into the map)", True
     seen = _seen_through_partial_average(r)
     if seen is not None and not field.approximate:
-        return (f"{seen} px (analytic), what each logit sees: {r.stage.first.name} averages "
-                f"{_window_text(r.stage.first)} of the {r.stage.map.size_text} map, not all of it, and one unit of that "
-                f"map has {field.size} px"), seen > MIN_RF
+        pool = r.stage.first
+        return (f"{seen} px (analytic), what each logit sees: {pool.name} averages {_window_text(pool)} of the "
+                f"{r.stage.map.size_text} map, not all of it, and one unit of that map has {field.size} px"), \
+            seen > MIN_RF
     rf, how = field.size, "analytic"
     if field.approximate:
         try:
