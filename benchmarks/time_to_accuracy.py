@@ -132,6 +132,9 @@ def main(argv=None):
         measure(args)
     except USER_ERRORS as error:
         exit_with_error(parser, error)
+    except KeyboardInterrupt:
+        parser.exit(130, f"{parser.prog}: interrupted; the seed in progress is lost, each seed printed above is "
+                         f"complete{f' and in {Path(args.out) / REPORT}' if args.out else ''}\n")
 
 
 def recipe_override(text: str) -> tuple[str, object]:

@@ -23,6 +23,7 @@ RESUME_TYPES = {"optimizer": dict, "epoch": int, "step": int, "history": list, "
                 "generator": torch.Tensor, "recipe": dict, "train_images": int, "config": dict}
 RESUME_KEYS = tuple(RESUME_TYPES)
 CONFIG_TYPES = {"seed": int, "quick": bool, "preset": str}  # what a run's config holds, as train() saves it
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 # What a final model may carry besides its weights, of the kind a reader formats or compares (None: not carried).
 CARRIED_TYPES = {"test_acc": (int, float), "seed": int, "preset": str, "test_images": int}
 # What torch.load(weights_only=True) accepts: these values, in these containers, and tensors.
@@ -70,10 +71,18 @@ def save_checkpoint(model, path, **extra) -> Path:
                               f"string, list, dict or tensor), so the file could never be loaded with "
                               f"weights_only=True; pass plain values (a name, not a class or an object)")
     state = {k: v.contiguous() for k, v in on_cpu(model.state_dict()).items()}
+    saved = {"architecture": type(model).__name__, "model_kwargs": model.model_kwargs, "state_dict": state, **extra}
+    write_atomically(path, lambda tmp: torch.save(saved, tmp))
+    return path
+
+
+def write_atomically(path: Path, write) -> None:
+    """write(a temporary path beside `path`), then rename it to `path`: a reader never sees half a file, and a
+    failed write (a full disk, an interruption) leaves no temporary file and the previous `path` untouched.
+    CheckpointError, in one line, when the write fails."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save({"architecture": type(model).__name__, "model_kwargs": model.model_kwargs, "state_dict": state,
-                    **extra}, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
@@ -83,7 +92,6 @@ def save_checkpoint(model, path, **extra) -> Path:
             f"the write stopped short with {shutil.disk_usage(path.parent).free / 1e6:,.0f} MB free on its disk"
         kept = f"; the {path.name} written before is kept" if path.exists() else ""
         raise CheckpointError(f"cannot write {path} ({reason}){kept}") from None
-    return path
 
 
 def first_non_plain(value, where: str = "") -> str | None:
@@ -101,7 +109,12 @@ def first_non_plain(value, where: str = "") -> str | None:
 
 
 def load_checkpoint(path, device="cpu") -> dict:
-    """What save_checkpoint wrote, read with weights_only=True; CheckpointError for anything else."""
+    """What save_checkpoint wrote, read with weights_only=True; CheckpointError for anything else.
+
+    A FIFO or a device is refused before it is opened: opening one can wait forever for a writer.
+    """
+    if Path(path).exists() and not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
     try:
         with warnings.catch_warnings():  # torch warns before refusing a pickle; our one error line says it all
             warnings.simplefilter("ignore")
@@ -190,6 +203,9 @@ def load_resumable(path) -> dict:
              if key in config and not of_kind(config[key], kind)]
     if wrong:
         raise CheckpointError(f"{path} is not a run this version can resume: its config holds {', '.join(wrong)}")
+    if not 0 <= config.get("seed", 0) <= MAX_SEED:
+        raise CheckpointError(f"{path} is not a run this version can resume: its config holds seed {config['seed']}, "
+                              f"not a seed from 0 to 2**63 - 1")
     return checkpoint
 
 

@@ -130,6 +130,8 @@ def _official_md5(path: Path):
 
 def _read_checked(path: Path, strict: bool) -> bytes:
     """The file's bytes, read once; fails with its name when missing, truncated or (strict) altered."""
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would wait forever for a writer
+        raise DatasetError(f"{path} is not a regular file: put the batch file there")
     if not path.is_file():
         raise DatasetError(f"{path} is missing. {_not_found_message(path.parent.parent)}")
     size = path.stat().st_size

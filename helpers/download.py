@@ -1,6 +1,6 @@
-"""Downloading CIFAR-10 when it is missing: torchvision's python-layout archive, fetched with a timeout per read and a
-few retries, MD5-checked and unpacked in a staging folder, so that a failure never leaves a partial copy that looks
-complete and never hangs."""
+"""Downloading CIFAR-10 when it is missing: torchvision's python-layout archive, fetched with a timeout per read, a
+minimum rate and a few retries, MD5-checked and unpacked in a staging folder, so that a failure never leaves a
+partial copy that looks complete and never hangs."""
 import hashlib
 import http.client
 import shutil
@@ -17,6 +17,8 @@ ARCHIVE_NAME = "cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 ARCHIVE_FOLDER = "cifar-10-batches-py"  # what the archive unpacks to: the python layout
 DOWNLOAD_TIMEOUT_S = 30  # per connect and per read: a server that accepts and then says nothing must not hang us
+# A server that trickles bytes passes every per-read timeout: ask for this many bytes a second over each timeout's span
+DOWNLOAD_MIN_RATE = 32 * 1024  # the real archive (170 MB) then takes at most about 90 minutes
 DOWNLOAD_ATTEMPTS = 3
 RETRY_WAIT_S = 2  # before attempt n + 1, wait n times this: a short backoff for a flaky network
 
@@ -81,16 +83,24 @@ def _fetch(url: str, path: Path, timeout: float, attempts: int) -> None:
 def _fetch_once(url: str, path: Path, timeout: float) -> None:
     """One attempt: stream the body to `path`, then check its length and MD5.
 
-    A fresh opener reads $http_proxy, $https_proxy and $no_proxy now (urlopen's cached one read them once).
+    A fresh opener reads $http_proxy, $https_proxy and $no_proxy now (urlopen's cached one read them once). read1
+    returns what has arrived instead of waiting for a full chunk, so that the rate is checked as bytes trickle in.
     """
     digest, size = hashlib.md5(), 0
     opener = urllib.request.build_opener()
     with opener.open(url, timeout=timeout) as response, open(path, "wb") as file:
         expected = response.headers.get("Content-Length")
-        while chunk := response.read(1 << 20):
+        span_start, span_size = time.monotonic(), 0
+        while chunk := response.read1(1 << 20):
             file.write(chunk)
             digest.update(chunk)
             size += len(chunk)
+            span_size += len(chunk)
+            if time.monotonic() - span_start >= timeout:
+                if span_size < DOWNLOAD_MIN_RATE * timeout:
+                    raise _TransferError(f"{span_size:,} bytes arrived in {timeout:g} s, fewer than the "
+                                         f"{DOWNLOAD_MIN_RATE:,} bytes/s asked for")
+                span_start, span_size = time.monotonic(), 0
     if expected is not None and size != int(expected):
         raise _TransferError(f"the connection closed after {size:,} of {int(expected):,} bytes")
     if digest.hexdigest() != ARCHIVE_MD5:

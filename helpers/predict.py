@@ -29,12 +29,19 @@ class NotAnImageError(ValueError):
     """A file that PIL cannot read as an image, or whose pixels have no known mapping to 8-bit RGB."""
 
 
+class NonFiniteOutputError(ValueError):
+    """The network gave NaN or infinite logits: finite weights can still overflow, and NaN has no likeliest class."""
+
+
 def load_image(path) -> torch.Tensor:
     """uint8 (3, 32, 32), like a CIFAR-10 image: made 8-bit RGB, resized (bicubic, antialiased) to 32x32.
 
     Whatever reading the file raises (PIL raises OSError, ValueError, SyntaxError... for a bad file) becomes
-    NotAnImageError naming it, so one bad file cannot stop the others being predicted.
+    NotAnImageError naming it, so one bad file cannot stop the others being predicted. A FIFO or a device is
+    refused before it is opened: opening one can wait forever for a writer.
     """
+    if Path(path).exists() and not Path(path).is_file():
+        raise NotAnImageError(f"{path} is not a regular file")
     try:
         with Image.open(path) as image:
             image.load()
@@ -91,7 +98,12 @@ def _integer_range(image: Image.Image, values: np.ndarray) -> tuple[int, int]:
 
 def top_classes(model, images: torch.Tensor, k: int = 3, tta: str = "flip") -> list[list[tuple[str, float]]]:
     """For each uint8 image, the k likeliest classes with their probabilities, likeliest first."""
-    probabilities, indices = predict(model, images, tta=tta).softmax(1).topk(k)
+    logits = predict(model, images, tta=tta)
+    broken = (~logits.isfinite().all(1)).sum().item()
+    if broken:
+        raise NonFiniteOutputError(f"the network's outputs are NaN or infinite for {broken} of {len(logits)} images "
+                                   f"(weights that overflow?): no class can be read from them")
+    probabilities, indices = logits.softmax(1).topk(k)
     return [[(CLASSES[i], p) for i, p in zip(row_indices.tolist(), row_probabilities.tolist())]
             for row_probabilities, row_indices in zip(probabilities, indices)]
 
@@ -127,8 +139,12 @@ def main(argv=None) -> int:
         except NotAnImageError as error:
             print_error(str(error))
     if images:
-        for path, top in zip(paths, top_classes(model, torch.stack(images),
-                                                tta=reported_tta(checkpoint) if args.tta else "none")):
+        try:
+            tops = top_classes(model, torch.stack(images), tta=reported_tta(checkpoint) if args.tta else "none")
+        except NonFiniteOutputError as error:
+            print_error(str(error))
+            return 2
+        for path, top in zip(paths, tops):
             print(f"{path}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in top))
     return 0 if len(images) == len(args.images) else 2
 

@@ -41,18 +41,43 @@ class Recipe:
     tta: str = "flip"            # test-time augmentation (helpers.evaluation): none, flip, or flip-translate
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}: choose from {', '.join(PRECISIONS)}")
-        if self.tta not in TTA_MODES:
-            raise ValueError(f"unknown test-time augmentation {self.tta!r}: choose from {', '.join(TTA_MODES)}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
-        if not 0 < self.epochs < math.inf:
-            raise ValueError(f"epochs must be a finite number above 0, not {self.epochs}")
-        if not (isinstance(self.translate, int) and 0 <= self.translate < 32):  # reflect padding of a 32-pixel image
-            raise ValueError(f"translate must be a whole number of pixels from 0 to 31, not {self.translate!r}")
-        if self.muon_lr is not None and self.muon_lr <= 0:
-            raise ValueError(f"muon_lr must be None (SGD for every weight) or above 0, not {self.muon_lr}")
+        """Every field checked, whether typed (--set), coded or read back from a file someone may have edited."""
+        for name, (what, choices) in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {what} {getattr(self, name)!r}: choose from {', '.join(choices)}")
+        for name, (fits, what) in RANGES.items():
+            if not fits(getattr(self, name)):
+                raise ValueError(f"{name} must be {what}, not {getattr(self, name)!r}")
+        if self.nesterov and self.momentum == 0:  # torch's SGD refuses it, one training step too late
+            raise ValueError("nesterov needs a momentum above 0: set nesterov=false or a momentum")
+
+
+def _number(value) -> bool:
+    """A finite int or float, never a bool (True would read as 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# The fields with a list of values, in words and choices.
+CHOICES = {"precision": ("precision", PRECISIONS), "tta": ("test-time augmentation", TTA_MODES),
+           "schedule": ("schedule", SCHEDULES)}
+# Every other field: the test its value must pass, and the values it takes in words.
+ABOVE_0 = (lambda v: _number(v) and v > 0, "a finite number above 0")
+FROM_0 = (lambda v: _number(v) and v >= 0, "a finite number from 0 up")
+BELOW_1 = (lambda v: _number(v) and 0 <= v < 1, "a number from 0 up to, but not including, 1")
+SWITCH = (lambda v: isinstance(v, bool), "true or false")
+RANGES = {
+    "epochs": ABOVE_0, "batch_size": (lambda v: _whole(v) and v > 0, "a whole number above 0"), "lr": ABOVE_0,
+    "momentum": BELOW_1, "nesterov": SWITCH, "weight_decay": FROM_0,
+    "warmup": (lambda v: _number(v) and 0 <= v <= 1, "a fraction from 0 to 1"), "label_smoothing": BELOW_1,
+    "translate": (lambda v: _whole(v) and 0 <= v < 32, "a whole number of pixels from 0 to 31"),  # reflect padding
+    "flip": SWITCH, "alternate_flip": SWITCH, "bias_lr_scale": ABOVE_0,
+    "muon_lr": (lambda v: v is None or ABOVE_0[0](v), "None (SGD for every weight) or a finite number above 0"),
+    "channels_last": SWITCH, "sync_batchnorm": SWITCH, "compile": SWITCH,
+}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,14 @@ from pathlib import Path
 import torch
 
 from .checker.spec import check_s7, format_checks
-from .checkpoints import CheckpointError, load_resumable, model_filename, save_checkpoint
+from .checkpoints import (
+    MAX_SEED,
+    CheckpointError,
+    load_resumable,
+    model_filename,
+    save_checkpoint,
+    write_atomically,
+)
 from .data import DatasetError, load_cifar10
 from .errors import ConfigError
 from .evaluation import evaluate
@@ -49,7 +56,6 @@ from .user_network import NORMALIZE_HELP, user_network
 
 USER_ERRORS = (DatasetError, ConfigError, CheckpointError, NonFiniteLossError, DistributedTimeoutError,
                DistributedSetupError)
-MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 
 
 def positive_int(text: str) -> int:
@@ -280,8 +286,9 @@ def train_and_save(model, data, recipe, generator, device, out: Path, checkpoint
     saved = save_checkpoint(model, out / model_filename(architecture), recipe=asdict(recipe), **config,
                             history=history, processor=processor_name(device), test_acc=round(test_acc, 2),
                             test_images=len(data.test_images))
-    (out / "history.json").write_text(json.dumps({"architecture": architecture, "recipe": asdict(recipe),
-                                                  **config, "history": history, "test_acc": test_acc}, indent=1))
+    record = json.dumps({"architecture": architecture, "recipe": asdict(recipe), **config, "history": history,
+                         "test_acc": test_acc}, indent=1)
+    write_atomically(out / "history.json", lambda tmp: tmp.write_text(record))
     remove_other_runs(out, architecture)
     report(f"final test accuracy: {test_acc:.2f}% (TTA: {recipe.tta}); saved {saved}")
     plain = test_acc if recipe.tta == "none" else evaluate(model, data.test_images, data.test_labels)

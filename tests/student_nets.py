@@ -558,3 +558,156 @@ class PoolToOne(nn.Module):
     def forward(self, x):
         x = self.pool(self.c3b(self.c3(self.pool(self.c2(self.pool(self.c1(x)))))))
         return F.log_softmax(self.c4(x).flatten(1), dim=1)
+
+
+# --- hand-written activations and norms between a depthwise conv and its 1x1 conv --------------------------------
+
+class Swish(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+def swish(x):
+    return x * torch.sigmoid(x)
+
+
+class HSwish(nn.Module):
+    def forward(self, x):
+        return x * F.relu6(x + 3) / 6
+
+
+def hswish(x):
+    return x * F.relu6(x + 3) / 6
+
+
+class Mish(nn.Module):
+    def forward(self, x):
+        return x * torch.tanh(F.softplus(x))
+
+
+def mish(x):
+    return x * torch.tanh(F.softplus(x))
+
+
+class ChannelLayerNorm(nn.Module):
+    """A LayerNorm over the channels of an (N, C, H, W) map, written out with means as ConvNeXt's code writes it."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight, self.bias, self.eps = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels)), eps
+
+    def forward(self, x):
+        centred = x - x.mean(1, keepdim=True)
+        normed = centred / torch.sqrt(centred.pow(2).mean(1, keepdim=True) + self.eps)
+        return self.weight[:, None, None] * normed + self.bias[:, None, None]
+
+
+def channel_norm(x):
+    return (x - x.mean(1, keepdim=True)) / (x.var(1, keepdim=True, unbiased=False) + 1e-5).sqrt()
+
+
+class BetweenHalves(nn.Module):
+    """dw, BatchNorm, `between` (a module, or a function of the map), pw: a depthwise-separable conv whatever
+    element-wise activation or channel norm sits between its halves. Field 46."""
+
+    def __init__(self, between):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw, self.bn, self.between, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), \
+            between, nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.between(self.bn(self.dw(x))))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        return self.fc(F.relu(self.c4(x)).mean((2, 3)))
+
+
+BETWEEN = {"Swish": Swish, "swish": lambda: swish, "HSwish": HSwish, "hswish": lambda: hswish, "Mish": Mish,
+           "mish": lambda: mish, "ChannelLayerNorm": lambda: ChannelLayerNorm(8), "channel_norm": lambda: channel_norm}
+
+
+class GatedByItsInput(nn.Module):
+    """dw's output gated by a sigmoid of dw's *input*, then pw: the gate brings a second path, so the 1x1 conv
+    reads more than the depthwise conv's output (no depthwise-separable conv)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.dw(x) * torch.sigmoid(x))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        return self.fc(F.relu(self.c4(x)).mean((2, 3)))
+
+
+def centred(x):
+    """The mean of the channels taken away, the first half of a channel LayerNorm."""
+    return x - x.mean(1, keepdim=True)
+
+
+
+class NormBeforeGap(nn.Module):
+    """A channel norm (a module, or a function of the map) as the last op on the map the global pool averages: on
+    the only path (field 46), or ending a residual branch of two 3x3 convs added to that map (field 46 + 2 * 2 * 8
+    = 78: the branch's, not the skip's)."""
+
+    def __init__(self, norm, residual=False):
+        super().__init__()
+        self.c1, self.norm, self.residual = nn.Conv2d(3, 8, 3, padding=1), norm, residual
+        self.dw, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.branch = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.dw(x))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        x = F.relu(self.c4(x))
+        x = x + self.norm(self.branch(x)) if self.residual else self.norm(x)
+        return self.fc(x.mean((2, 3)))
+
+
+class PartialAverageHead(nn.Module):
+    """No GAP: an AvgPool2d(3) on the 4x4 map averages its top-left 3x3 to 1x1, then a 1x1 conv gives the classes.
+    One unit of the map has 46 px; each logit sees the pool's window of them, 46 + 2 * 8 = 62 px."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.gap = nn.Sequential(nn.AvgPool2d(3), nn.Conv2d(16, 10, 1))
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.dw(x))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        return F.log_softmax(self.gap(F.relu(self.c4(x))).flatten(1), dim=1)
+
+
+class ChoosesOnTheData(nn.Module):
+    """forward picks a 3x3 or a 5x5 conv by the brightness of its input: a trace sees one of the two, and the
+    other's weights look unused."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.small, self.large = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 5, padding=2)
+        self.dw, self.pw = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1)
+        self.c3, self.c4 = nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.c1(x))
+        x = F.max_pool2d(self.small(x) if x.mean() > 0.5 else self.large(x), 2)
+        x = F.max_pool2d(F.relu(self.pw(self.dw(x))), 2)
+        x = F.max_pool2d(F.relu(self.c3(x)), 2)
+        return self.fc(F.relu(self.c4(x)).mean((2, 3)))

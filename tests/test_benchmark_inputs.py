@@ -1,6 +1,8 @@
 """The benchmark scripts' bad input, found by trying to break them: one error line, no report left to block a retry,
 and quick models checked on the test images their figure counts. In-process, no training."""
 import json
+import re
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -27,10 +29,27 @@ import verify_checkpoints  # noqa: E402
     ("epochs=inf", "--set: epochs must be a finite number above 0, not inf"),
     ("precision=fp17", "--set: unknown precision 'fp17'"),
     ("translate=-5", "--set: translate must be a whole number of pixels from 0 to 31, not -5"),
+    ("momentum=-1", "--set: momentum must be a number from 0 up to, but not including, 1, not -1.0"),
+    ("label_smoothing=2", "--set: label_smoothing must be a number from 0 up to, but not including, 1, not 2.0"),
+    ("warmup=nan", "--set: warmup must be a fraction from 0 to 1, not nan"),
+    ("warmup=inf", "--set: warmup must be a fraction from 0 to 1, not inf"),
+    ("batch_size=0", "--set: batch_size must be a whole number above 0, not 0"),
+    ("bias_lr_scale=0", "--set: bias_lr_scale must be a finite number above 0, not 0.0"),
+    ("weight_decay=-1", "--set: weight_decay must be a finite number from 0 up, not -1.0"),
+    ("lr=-0.1", "--set: lr must be a finite number above 0, not -0.1"),
+    ("momentum=0", "--set: nesterov needs a momentum above 0"),
 ])
 def test_a_recipe_change_that_no_recipe_takes_is_one_line(capsys, monkeypatch, override, message):
     monkeypatch.setattr(time_to_accuracy, "load_cifar10", lambda root: pytest.fail("loaded the data first"))
     assert message in exits_with(time_to_accuracy.main, ["--quick", "--set", override], capsys)
+
+
+@pytest.mark.parametrize("field, value", [("epochs", True), ("batch_size", 64.0), ("lr", "0.1"), ("flip", 1),
+                                          ("muon_lr", float("inf")), ("warmup", 1.5), ("compile", "false")])
+def test_every_recipe_field_refuses_a_value_out_of_its_range_or_kind(field, value):
+    """What a file read back or a caller in Python passes is checked as strictly as --set (which converts kinds)."""
+    with pytest.raises(ValueError, match=f"^{field} must be .*, not {re.escape(repr(value))}$"):
+        Recipe(**{field: value})
 
 
 def test_a_run_that_fails_loading_the_data_leaves_no_report_to_block_the_retry(tmp_path, capsys, monkeypatch):
@@ -42,6 +61,16 @@ def test_a_run_that_fails_loading_the_data_leaves_no_report_to_block_the_retry(t
     for _ in range(2):  # the retry meets the same error, not "already holds report.jsonl"
         assert "CIFAR-10 not found" in exits_with(time_to_accuracy.main, ["--quick", "--out", str(tmp_path)], capsys)
         assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_in_the_benchmark_is_one_line_and_status_130(tmp_path):
+    script = ("import os, signal, sys, time\nsys.path.insert(0, 'benchmarks')\nimport time_to_accuracy\n"
+              "def measure(args):\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(30)\n"
+              f"time_to_accuracy.measure = measure\ntime_to_accuracy.main(['--quick', '--out', {str(tmp_path)!r}])")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130
+    assert result.stderr == f"python benchmarks/time_to_accuracy.py: interrupted; the seed in progress is lost, each " \
+                            f"seed printed above is complete and in {tmp_path / 'report.jsonl'}\n"
 
 
 @pytest.mark.parametrize("record, line", [

@@ -3,6 +3,7 @@ replaced, Ctrl-C answered with the command that resumes, and inconsistent checkp
 import errno
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -118,11 +119,14 @@ def broken(tmp_path, **changes) -> Path:
     ({"model_kwargs": {"depth": 3}}, "names a network that cannot be built"),
     ({"recipe": lambda recipe: {**recipe, "turbo": True}}, "holds a recipe this version cannot run: unknown recipe "
                                                             "field(s) turbo"),
+    ({"recipe": lambda recipe: {**recipe, "batch_size": 0}}, "holds a recipe this version cannot run: batch_size "
+                                                              "must be a whole number above 0, not 0"),
+    ({"config": {"seed": 2**70}}, "its config holds seed 1180591620717411303424, not a seed from 0 to 2**63 - 1"),
 ])
 def test_inconsistent_checkpoints_are_one_checkpoint_error(tmp_path, capsys, small, changes, message):
     path = broken(tmp_path, **changes)
-    with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        load_model(path) if "recipe" not in changes else load_resumable(path)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_resumable(path) if changes.keys() & {"recipe", "config"} else load_model(path)
     assert message in exits_with(["--resume", str(path)], capsys)
 
 
@@ -247,6 +251,16 @@ def test_a_last_pt_that_cannot_be_read_is_not_offered_for_resuming(small, tmp_pa
     assert "holds a last.pt that cannot be resumed" in err and "--resume" not in err
 
 
+def test_a_last_pt_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    """Opening a FIFO blocks until something writes into it: --resume, and a new run into its folder, refuse it."""
+    os.mkfifo(tmp_path / "last.pt")
+    for argv in (["--resume", str(tmp_path / "last.pt")], ["--epochs", "1", "--out", str(tmp_path)]):
+        result = subprocess.run([sys.executable, "-m", "helpers.train", *argv], cwd=ROOT, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"checkpoint {tmp_path / 'last.pt'} is not a regular file" in result.stderr
+
+
 @pytest.mark.parametrize("part, change", [
     ("muon", lambda state: {**state, "state": {0: {"momentum_buffer": torch.zeros(3)}}}),
     ("optimizer", lambda state: {**state, "param_groups": state["param_groups"][:1]}),
@@ -326,6 +340,21 @@ def test_a_checkpoint_write_that_fails_leaves_no_temporary_file_and_one_line(sma
     assert message in err
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["last.pt"]
     assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_a_full_disk_at_history_json_is_one_line_and_leaves_no_empty_history(small, tmp_path, capsys, monkeypatch):
+    write_text = Path.write_text
+
+    def full_disk_for_the_history(path, text, *args, **kwargs):
+        if not path.name.startswith("history.json"):
+            return write_text(path, text, *args, **kwargs)
+        write_text(path, "")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk_for_the_history)
+    err = exits_with(["--epochs", "1", *TINY, "--out", str(tmp_path)], capsys)
+    assert f"cannot write {tmp_path / 'history.json'} (No space left on device)" in err
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["last.pt", "s7airnet.pt"]
 
 
 def test_sigterm_is_answered_as_ctrl_c_is(small, tmp_path, capsys, monkeypatch):

@@ -2,7 +2,9 @@ import functools
 import hashlib
 import http.server
 import io
+import os
 import pickle
+import re
 import socket
 import tarfile
 import threading
@@ -109,6 +111,17 @@ def test_truncated_python_batch_gives_a_clear_error(tmp_path):
     path = tmp_path / PYTHON_FOLDER / "data_batch_2"
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(DatasetError, match="data_batch_2 is not a readable CIFAR-10 python batch"):
+        load_cifar10(tmp_path, download=False, strict=False)
+
+
+@pytest.mark.parametrize("make", [os.mkdir, os.mkfifo], ids=["folder", "fifo"])
+def test_a_batch_that_is_not_a_regular_file_is_named_as_such_not_as_missing(tmp_path, make):
+    write_binary_layout(tmp_path, per_file=2)
+    path = tmp_path / BINARY_FOLDER / "data_batch_1.bin"
+    path.unlink()
+    make(path)
+    with pytest.raises(DatasetError, match=f"^{re.escape(str(path))} is not a regular file: put the batch file "
+                                           f"there$"):
         load_cifar10(tmp_path, download=False, strict=False)
 
 
@@ -262,6 +275,39 @@ def test_a_cut_transfer_is_a_clear_error_and_leaves_no_partial_file(tmp_path, mo
         server.shutdown()
         server.server_close()
     assert list(root.iterdir()) == []
+
+
+class TricklingHandler(http.server.BaseHTTPRequestHandler):
+    """Announces 1,000 bytes and sends one every 50 ms, stopping by itself after 100 of them (5 s)."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        for _ in range(100):
+            try:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+            except OSError:  # the client gave up: so does the server
+                return
+            time.sleep(0.05)
+        self.close_connection = True
+
+
+def test_a_trickling_server_fails_the_download_at_the_minimum_rate(tmp_path, monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TricklingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(download_module, "ARCHIVE_URL", f"http://127.0.0.1:{server.server_address[1]}/a.tar.gz")
+    started = time.monotonic()
+    try:
+        with pytest.raises(DownloadError, match=r"the last time: (1[5-9]|2\d) bytes arrived in 1 s, fewer than the "
+                                                r"32,768 bytes/s asked for$"):
+            download_cifar10(tmp_path / "root", timeout=1, attempts=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - started < 2.5  # the trickle would have lasted 5 s
+    assert not (tmp_path / "root").exists()
 
 
 def test_a_truncated_archive_fails_its_md5_and_leaves_nothing(tmp_path, served_archive, local_server):

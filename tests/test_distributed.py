@@ -20,7 +20,8 @@ from helpers.models import S7Net, TutorialNet
 from helpers.recipes import Recipe
 from helpers.runtime import distributed
 from helpers.runtime.distributed import distributed_session, process_group_timeout
-from tests.conftest import free_port, made_up_images
+from helpers.train import main as cli_main
+from tests.conftest import exits_with, free_port, made_up_images
 
 # Plain fp32 and layout: what is compared is the arithmetic of the update, to a tight tolerance.
 RECIPE = Recipe(epochs=2, batch_size=64, lr=0.05, precision="fp32", channels_last=False, tta="none")
@@ -274,3 +275,33 @@ def test_several_processes_on_mps_are_refused_in_one_line_before_any_process_gro
                                   "connect: train in one process (python -m helpers.train) or use --device cpu")
     distributed.require_backend(torch.device("mps"), 1)  # one process needs no backend: DDP is not used
     distributed.require_backend(torch.device("cpu"), 2)
+
+
+@pytest.mark.parametrize("variables, found", [
+    ({"WORLD_SIZE": "abc", "RANK": "0", "LOCAL_RANK": "0"}, "WORLD_SIZE='abc'"),
+    ({"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0"}, "no MASTER_ADDR and MASTER_PORT"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"},
+     "RANK 2 of WORLD_SIZE 2"),
+])
+def test_torchruns_variables_set_wrong_by_hand_are_one_line_before_anything_runs(monkeypatch, capsys, variables,
+                                                                                   found):
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    err = exits_with(cli_main, ["--epochs", "1", "--out", "unused"], capsys)
+    assert f"WORLD_SIZE, RANK and LOCAL_RANK are set, but not as torchrun sets them ({found}): launch with torchrun" \
+           in err
+
+
+def test_a_second_process_that_never_starts_is_the_one_line_timeout(monkeypatch):
+    """Joining the group waits for the others as a collective does, and for as long."""
+    for name, value in {**loopback_env(), "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2", "RANK": "0",
+                        "LOCAL_RANK": "0", "S7_DIST_TIMEOUT": "2"}.items():
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    with pytest.raises(distributed.DistributedTimeoutError, match="process 0 of 2 waited over 2 s for the others, "
+                                                                  "to join"):
+        with distributed_session("cpu"):
+            pytest.fail("joined a group of two alone")
+    assert time.monotonic() - started < 15 and not torch.distributed.is_initialized()

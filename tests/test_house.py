@@ -177,3 +177,10 @@ ONE_SITTING = 400  # lines: what "read in one sitting" means here (the README's 
 @pytest.mark.parametrize("path", HELPERS, ids=lambda p: module_name(p) or "helpers")
 def test_every_module_reads_in_one_sitting(path):
     assert len(path.read_text().splitlines()) <= ONE_SITTING
+
+
+def test_git_ignores_what_pip_install_leaves_beside_the_sources():
+    """setuptools writes build/ and an .egg-info folder into the tree; unignored, they show a second helpers."""
+    left = ["build/lib/helpers/check.py", "s7_helpers.egg-info/PKG-INFO"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *left], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == left

@@ -1,4 +1,5 @@
 """`python -m helpers.predict`: the top-3 classes of image files, and one clear line for a file that is not one."""
+import os
 import re
 import subprocess
 import sys
@@ -223,3 +224,30 @@ def test_weights_that_cannot_predict_are_one_line_saying_why(weights, cifar_pngs
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and err.startswith("python -m helpers.predict: error: ") and message in err
     assert out == ""  # no prediction printed from such weights
+
+
+# --- found by trying to break it, fifth round -----------------------------------------------------------------
+
+def test_a_fifo_for_an_image_or_the_weights_is_refused_without_waiting_for_a_writer(weights, cifar_pngs, tmp_path):
+    """Opening a FIFO blocks until something writes into it: a FIFO given as a file must be refused, not opened."""
+    os.mkfifo(tmp_path / "fifo.png")
+    command = [sys.executable, "-m", "helpers.predict", str(cifar_pngs[0]), str(tmp_path / "fifo.png"), "--weights"]
+    result = subprocess.run(command + [str(weights)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and LINE.match(result.stdout.splitlines()[-1]).group(1) == str(cifar_pngs[0])
+    assert result.stderr == f"python -m helpers.predict: error: {tmp_path / 'fifo.png'} is not a regular file\n"
+    result = subprocess.run(command + [str(tmp_path / "fifo.png")], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"python -m helpers.predict: error: checkpoint {tmp_path / 'fifo.png'} is not a " \
+                            f"regular file\n"
+
+
+@pytest.mark.parametrize("change", [lambda t: t * 1e30, lambda t: t.long()], ids=["times 1e30", "int64"])
+def test_finite_weights_whose_outputs_are_not_finite_print_no_probabilities(weights, cifar_pngs, tmp_path, capsys,
+                                                                          change):
+    scaled = edited(weights, tmp_path, state_dict=lambda state: {k: change(v) if v.is_floating_point() else v
+                                                                 for k, v in state.items()})
+    assert main([str(p) for p in cifar_pngs] + ["--weights", scaled]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("model ") and out.count("\n") == 1  # the model's line, and no probability
+    assert err == "python -m helpers.predict: error: the network's outputs are NaN or infinite for 4 of 4 images " \
+                  "(weights that overflow?): no class can be read from them\n"

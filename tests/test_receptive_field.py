@@ -5,8 +5,10 @@ import torch
 from torch import nn
 
 from helpers.checker.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table
+from helpers.checker.spec import check_s7
 from helpers.convs import DepthwiseSeparableConv2d
 from helpers.models import S7Net, count_parameters
+from tests import student_nets as nets
 
 
 def conv(kernel=3, stride=1, padding=0, dilation=1):
@@ -221,3 +223,12 @@ def test_a_transposed_conv_is_marked_approximate_and_named():
                                                       "read unequal numbers of inputs. empirical_rf measures the "
                                                       "field exactly")
     assert empirical_rf(model, (2, 32, 32)) == 7
+
+
+def test_a_network_on_the_meta_device_is_one_value_error_not_a_crash():
+    """The meta device holds shapes without values: the analytic field reads them, the gradients have nothing."""
+    model = nets.Upsampled().to("meta")  # approximate analytically: the rule asks for the measurement
+    with pytest.raises(ValueError, match="^its weights are on the meta device, which holds no values"):
+        empirical_rf(model)
+    rule = {check.name: check for check in check_s7(model)}["receptive field"]
+    assert rule.measured.startswith("46 px (approximate: its weights are on the meta device") and rule.failed is False

@@ -88,6 +88,14 @@ VERDICTS = {
                       "2, 3, 2; then MaxPool2d, Conv2d",
         GAP: "none: pool#3 takes the maximum of 2x2 of the 3x3 map, not the average; c4.1 then averages a 1x1 map: "
              "nothing"}),
+    "PartialAverageHead": ({GAP}, 46, {
+        RF: "62 px (analytic), what each logit sees: gap.0 averages 3x3 of the 4x4 map, not all of it, and one unit of "
+            "that map has 46 px",
+        GAP: "none: gap.0 averages 3x3 of the 4x4 map, not all of it"}),
+    "ChoosesOnTheData": (set(), 50, {
+        ARCHITECTURE: "then mean, Linear (on this input: forward chooses on the data, bool of gt, and the trace saw "
+                      "only the branch it took)",
+        "parameters": "584 in small, which it never reads (on this input: forward chooses on the data, bool of gt"}),
     "build": (set(), 72, {GAP: "24 4x4 -> 1x1, then Flatten, Linear, BatchNorm1d, ReLU, Dropout, Linear, "
                                "LogSoftmax"}),
 }
@@ -100,12 +108,14 @@ def test_verdicts_on_students_networks(name):
     assert {check.name for check in checks.values() if check.failed} == failing
     for rule, fragment in says.items():
         assert fragment in checks[rule].measured, checks[rule].measured
+    assert ("chooses on the data" in checks[ARCHITECTURE].measured) == (name == "ChoosesOnTheData")
     assert final_rf(rf_table(getattr(nets, name)())) == analytic
 
 
 SLOW = {"Inception", "ResNet"}
 MEASURED = {name: analytic for name, (_, analytic, _) in VERDICTS.items()} | {"Upsampled": 42}
 MEASURED.pop("WithSqueezeExcite")
+MEASURED.pop("ChoosesOnTheData")  # the probe's brighter input takes the other branch
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
@@ -154,7 +164,8 @@ def test_an_output_stage_that_reads_part_of_the_map_gives_the_field_of_what_it_r
                             nn.AvgPool2d(9), nn.Flatten())  # 32 -> 10 after the pool; the 9x9 window at jump 3
     row = rf_table(partial)[-1]
     assert (row["kind"], row["r_in"], row["r_out"]) == ("avg-pool of part of the map", 11, 11 + 8 * 3)
-    assert "which 3 reads as an avg-pool of part of the map" in format_rf_table(rf_table(partial))
+    assert "which 3 reads as an avg-pool of part of the map; no GAP; each logit sees 3's output, 35 px)" in \
+        format_rf_table(rf_table(partial))
 
 
 def test_functional_max_pools_are_counted_and_averaged_in_the_probe():
@@ -162,3 +173,28 @@ def test_functional_max_pools_are_counted_and_averaged_in_the_probe():
     assert [row["name"] for row in rows if row["kind"] == "max-pool"] == ["max_pool2d", "max_pool2d#2",
                                                                           "max_pool2d#3"]
     assert [row["j_out"] for row in rows if row["kind"] == "max-pool"] == [2, 4, 8]
+
+
+@pytest.mark.parametrize("between", nets.BETWEEN)
+def test_a_hand_written_activation_or_norm_between_the_halves_keeps_the_conv_separable(between):
+    """x * sigmoid(x) reads the depthwise conv's output twice, a channel LayerNorm through its means: every input
+    derives from the one path, position by position, so the 1x1 conv after them is still the pointwise half."""
+    checks = {check.name: check for check in check_s7(nets.BetweenHalves(nets.BETWEEN[between]()))}
+    assert checks[SEPARABLE].measured == "dw (3x3 depthwise) -> pw (1x1)" and not checks[SEPARABLE].failed
+    assert {check.name for check in checks.values() if check.failed} == set()
+
+
+def test_a_gate_from_another_path_between_the_halves_is_no_separable_conv():
+    checks = {check.name: check for check in check_s7(nets.GatedByItsInput())}
+    assert checks[SEPARABLE].failed
+    assert checks[SEPARABLE].measured == "depthwise dw is followed by mul before any conv, not by a 1x1 conv"
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["only path", "residual branch"])
+@pytest.mark.parametrize("norm", [lambda: nets.centred, lambda: nets.ChannelLayerNorm(16), lambda: nets.channel_norm],
+                         ids=["x - mean as a function", "ChannelLayerNorm module", "channel_norm function"])
+def test_the_measured_field_goes_through_a_channel_norm(norm, residual):
+    """With equal weights every channel carried the same values, x - mean(x) was exactly 0 and passed no gradient:
+    "no gradient reaches the input" on the only path, the skip's 46 px in a residual branch instead of 78."""
+    model = nets.NormBeforeGap(norm(), residual)
+    assert empirical_rf(model) == final_rf(rf_table(model)) == (78 if residual else 46)

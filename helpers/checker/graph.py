@@ -97,12 +97,14 @@ class OutputStage(NamedTuple):
 
 @dataclass
 class Trace:
-    """The graph of one forward pass: ops in the order they ran, the input, the outputs, and the names of the
-    model's parameters the ops read."""
+    """The graph of one forward pass: ops in the order they ran, the input, the outputs, the names of the
+    model's parameters the ops read, and where forward turned a value computed from the input into a Python one
+    (`if x.mean() > 0.5`, x.item()): "bool of mean", one per place, each a choice this trace saw one side of."""
     ops: list
     input: Value
     outputs: list
     parameters_read: frozenset
+    choices: tuple
 
     def ancestors(self, values) -> set:
         """The ops that compute `values` (their producers, theirs, ...)."""

@@ -30,7 +30,7 @@ class _PositivePaths(TorchFunctionMode):
             args, kwargs = list(args), dict(kwargs)
             weight = kwargs.pop("weight") if "weight" in kwargs else args.pop(1)
             bias = kwargs.pop("bias") if "bias" in kwargs else (args.pop(1) if len(args) > 1 else None)
-            weight = torch.full_like(weight, 1.0 / weight[0].numel())
+            weight = distinct_positive(weight.shape, weight.dtype, weight.device) / weight[0].numel()
             return func(args[0], weight, None if bias is None else torch.zeros_like(bias), *args[1:], **kwargs)
         if name in ACTIVATIONS | NORMS | DROPOUTS:
             return args[0] if args else kwargs["input"]
@@ -43,6 +43,19 @@ class _PositivePaths(TorchFunctionMode):
         if name in ("amax", "amin"):
             return torch.mean(*args, **kwargs)
         return func(*args, **kwargs)
+
+
+def distinct_positive(shape, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """Factors in [1, 2), one per pair of (output, input) channel, equal over a kernel's positions.
+
+    Positive, so that no two paths cancel; unequal from channel to channel, so that no two channels carry the same
+    values: with equal weights a channel norm's x - mean(x) is exactly 0 and passes no gradient. Steps of the
+    golden ratio and of sqrt(2), taken modulo 1, repeat no value for any channel count."""
+    rows = torch.arange(shape[0], dtype=dtype, device=device).view(-1, *[1] * (len(shape) - 1))
+    columns = torch.arange(shape[1] if len(shape) > 1 else 1, dtype=dtype, device=device)
+    columns = columns.view(1, -1, *[1] * (len(shape) - 2)) if len(shape) > 1 else columns
+    factors = 1 + torch.remainder(rows * 0.6180339887 + columns * 0.4142135624, 1)
+    return factors.expand(shape).clone()
 
 
 def _average_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -63,7 +76,8 @@ def _average_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_m
 @contextmanager
 def positive_paths(adaptive=()):
     """Within the block, the network is linear with positive weights, so an input gradient is non-zero exactly on
-    the receptive field: every conv and linear weight is 1/fan-in and every bias 0, activations, normalisations
+    the receptive field: every conv and linear weight is 1/fan-in times a factor from 1 to 2 that differs from channel
+    to channel (distinct_positive), and every bias 0; activations, normalisations
     (their statistics are not part of the field), softmax and dropout are the identity, and max-pools average
     their windows. Module or functional, all are seen (a TorchFunctionMode).
 

@@ -6,6 +6,7 @@ after the global pool nothing is spatial, and the table says so instead of growi
 that same unit's field from gradients, on an input large enough that the gradient stays off the border.
 """
 import copy
+import itertools
 import math
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 from ..errors import first_line
 from ..tables import text_table
 from .graph import AXES, KEEP, Op, Trace, Value
-from .positive_paths import nominal_windows, positive_paths
+from .positive_paths import distinct_positive, nominal_windows, positive_paths
 from .trace import run_traced, trace
 from .trace_ops import POOLS
 from .windows import fields, per_axis, whole_since
@@ -204,7 +205,12 @@ def final_rf_sentence(rows: list[dict]) -> str:
     if last["global_pool"]:
         return f"final receptive field: {rf} px ({unit}, which {last['name']} averages; the GAP window is not added)"
     article = "an" if last["kind"][0] in "aeiou" else "a"
-    return f"final receptive field: {rf} px ({unit}, which {last['name']} reads as {article} {last['kind']}; no GAP)"
+    seen = ""
+    if last["kind"] == "avg-pool of part of the map":  # its windows add to the field the logits read (rules.py)
+        out = max(last["r_out"]) if isinstance(last["r_out"], tuple) else last["r_out"]
+        seen = f"; each logit sees {last['name']}'s output, {out} px"
+    return f"final receptive field: {rf} px ({unit}, which {last['name']} reads as {article} {last['kind']}; no " \
+           f"GAP{seen})"
 
 
 def describe_head(graph: Trace) -> list[str]:
@@ -244,12 +250,17 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
     of height and width).
 
     The unit is the centre of the map the global pool averages (Trace.probed_map at input_shape: the map an
-    AvgPool2d(4) averages at 32x32 stays the probed one at any size), all channels summed, under positive_paths on
-    a float64 CPU copy, adaptive pools fixed to the windows they pool at input_shape. The input is a multiple of input_shape's size, large enough for the analytic field plus
-    two jumps, and grown until the gradient stays off the border; the forward pass stops at the probed map, so a
-    head that needs the nominal size (a hard-coded view) does not matter. Raises ValueError with one line when
-    the network cannot run larger, runs other ops at another size, or has a field as large as the whole input.
+    AvgPool2d(4) averages at 32x32 stays the probed one at any size), its channels summed with unequal positive
+    weights (a channel norm last would otherwise pass nothing), under positive_paths on a float64 CPU copy,
+    adaptive pools fixed to the windows they pool at input_shape. The input is a multiple of input_shape's size,
+    large enough for the analytic field plus two jumps, and grown until the gradient stays off the border; the
+    forward pass stops at the probed map, so a head that needs the nominal size (a hard-coded view) does not
+    matter. Raises ValueError with one line when the network cannot run larger, runs other ops at another size,
+    or has a field as large as the whole input.
     """
+    if any(tensor.is_meta for tensor in itertools.chain(model.parameters(), model.buffers())):
+        raise ValueError("its weights are on the meta device, which holds no values: there is no gradient to measure "
+                         "(the analytic field stands)")
     nominal = trace(model, input_shape)
     probed = nominal.probed_map
     if probed is nominal.input:
@@ -284,7 +295,8 @@ def empirical_rf(model: nn.Module, input_shape=(3, 32, 32)) -> int:
             raise ValueError(f"{type(model).__name__} runs other ops on a {'x'.join(map(str, size))} input than "
                              f"on {'x'.join(map(str, input_shape))}: the probed map cannot be found there")
         tensor = probe.ops[producer.index].outputs[producer.outputs.index(probed)].tensor
-        gradient, = torch.autograd.grad(_centre_unit(probed, tensor).sum(), image)
+        unit = _centre_unit(probed, tensor).flatten()  # its channels weighted unequally, as the weights are
+        gradient, = torch.autograd.grad((unit * distinct_positive(unit.shape)).sum(), image)
         reached = gradient[0].ne(0).flatten(0, -3).any(0)
         if not reached.any():
             raise ValueError("no gradient reaches the input from the probed unit")

@@ -8,12 +8,15 @@ The reading, rule by rule:
   size is no transition; one that leaves 1x1 of the map is a global pool). C4 needs a conv that runs on the map
   before the global pool; the output stage starts at the global pool, so convs after it (1x1 on the 1x1 map, fully
   connected layers) are the head, not C4. A block without a conv is named.
-- receptive field: one unit of the map the global pool averages, > 44 px (the GAP window is not added).
+- receptive field: one unit of the map the global pool averages, > 44 px (the GAP window is not added). An average
+  of part of the map instead (AvgPool2d(3) on a 4x4 map) adds its window: the field is its output's, which the
+  logits see, and one unit's is said beside it.
 - depthwise-separable: a depthwise conv (groups == in_channels > 1, kernel larger than 1x1; a depth multiplier
-  counts) followed, possibly through normalisation, activation or dropout, by a 1x1 conv with groups == 1 that takes
-  its channels. A grouped 1x1 mixes no channels across its groups; a 1x1 depthwise filters nothing spatially.
-  When none qualifies, each depthwise conv is said with what follows it instead (a 3x3 conv, a max-pool, the
-  global pool, whose 1x1 conv after it is the classifier).
+  counts) followed, possibly through normalisation, activation or dropout (hand-written ones too: x * sigmoid(x), a
+  channel LayerNorm of means, any op of each position alone whose inputs all come from the depthwise conv), by a 1x1
+  conv with groups == 1 that takes its channels. A grouped 1x1 mixes no channels across its groups; a 1x1
+  depthwise filters nothing spatially. When none qualifies, each depthwise conv is said with what follows it
+  instead (a 3x3 conv, a max-pool, the global pool, whose 1x1 conv after it is the classifier).
 - dilated: a kernel larger than 1 with dilation >= 2 (dilation changes nothing for a 1x1 kernel).
 - global average pooling: the whole map averaged to 1x1, in any form (AdaptiveAvgPool2d(1), an AvgPool2d as large as
   the map, F.adaptive_avg_pool2d, F.avg_pool2d(x, x.shape[-1]), x.mean((2, 3)), x.view(n, c, -1).mean(-1), a sum
@@ -28,7 +31,7 @@ from torch import nn
 
 from .graph import RESHAPES, SPATIAL, Op, Trace, Value
 from .receptive_field import describe_head, empirical_rf
-from .trace_ops import ACTIVATIONS, DROPOUTS, NORMS, PERMUTES, POOLS
+from .trace_ops import ACTIVATIONS, DROPOUTS, NORMS, PERMUTES, POOLS, WEIGHTED
 from .windows import fields, whole_since
 
 MIN_RF = 44
@@ -38,7 +41,6 @@ FULLY_CONNECTED = {"linear", "matmul", "mm", "addmm", "bmm", "conv2d"}
 ARITHMETIC = {"add", "sub", "rsub", "mul", "div", "rdiv", "neg", "pow", "clamp", "clip", "abs", "exp", "log"}
 KEEPS_DATA = RESHAPES | PERMUTES | {"contiguous", "clone", "detach", "to", "float", "double", "half", "bfloat16",
                                     "type", "type_as", "getitem", "data", "cpu", "cuda", "expand", "expand_as"}
-PASS_THROUGH = ACTIVATIONS | NORMS | DROPOUTS | ARITHMETIC | {"contiguous", "clone", "detach", "to", "float", "data"}
 
 
 class Reading:
@@ -99,6 +101,12 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
         return "none: no input pixel reaches the map the output stage reads", False
     if field.whole:
         return f"the whole input ({whole_since(r.graph, r.known)} merges a global pool back into the map)", True
+    seen = _seen_through_partial_average(r)
+    if seen is not None and not field.approximate:
+        pool = r.stage.first
+        return (f"{seen} px (analytic), what each logit sees: {pool.name} averages {_window_text(pool)} of the "
+                f"{r.stage.map.size_text} map, not all of it, and one unit of that map has {field.size} px"), \
+            seen > MIN_RF
     rf, how = field.size, "analytic"
     if field.approximate:
         try:
@@ -107,6 +115,16 @@ def _receptive_field(r: Reading) -> tuple[str, bool]:
             how = f"approximate: {error}"
         how += f"; the formulas cannot follow {field.approximate[0]}"
     return f"{rf} px ({how}){_as_a_conv(r)}", rf > MIN_RF
+
+
+def _seen_through_partial_average(r: Reading) -> int | None:
+    """For an output stage that averages windows of the map, not all of it (AvgPool2d(3) on a 4x4 map): the field
+    of the pool's output, which the logits read; it adds the window to one unit's field. None for any other."""
+    stage = r.stage
+    if stage is None or stage.how != "mean" or stage.covers:
+        return None
+    out = r.known.get(id(stage.first.outputs[0]))
+    return None if out is None or out.whole else out.size
 
 
 def _as_a_conv(r: Reading) -> str:
@@ -123,26 +141,35 @@ def _as_a_conv(r: Reading) -> str:
 
 
 def _followers(r: Reading, value: Value) -> tuple[list[Op], list[Op]]:
-    """The convs that read `value` through element-wise ops (normalisation, activation, dropout) and pads only, and the
-    Linear layers that read its channels on a map (a ConvNeXt block's 1x1 conv, written channels-last); then the
-    ops that end that walk before any of them (a max-pool, the global pool), to say why no conv follows."""
-    found, stops, todo, seen = [], [], [value], set()
-    while todo:
-        current = todo.pop()
-        for op in r.graph.consumers(current):
-            if op.index in seen:
-                continue
-            seen.add(op.index)
-            if op.func == "conv2d" and op.map_input is current or op.func == "linear" and current.is_map and \
-                    op.inputs[0] is current and current.dims[-1] not in SPATIAL:
-                found.append(op)
-            elif (op.func in PASS_THROUGH or op.func in PERMUTES) and sum(not v.constant for v in op.inputs) == 1 \
-                    and op.outputs and sorted(op.outputs[0].shape) == sorted(current.shape) or \
-                    op.func == "pad" and op.map_input is current:  # Conv2d(padding_mode="reflect") pads first
-                todo.extend(op.outputs)
-            else:
-                stops.append(op)
-    return sorted(found, key=lambda op: op.index), sorted(stops, key=lambda op: op.index)
+    """The convs that read `value` through element-wise ops and pads only, and the Linear layers that read its
+    channels on a map (a ConvNeXt block's 1x1 conv, written channels-last); then the ops that end that walk before
+    any of them (a max-pool, the global pool, a second path), to say why no conv follows.
+
+    An element-wise op passes when every input it reads besides constants derives from `value` along that walk:
+    x * sigmoid(x) (Swish), a channel LayerNorm written with means. Such ops read each position alone (no steps),
+    so nothing spatial happens between the depthwise conv and what follows it."""
+    found, stops, derived = [], [], {id(value)}
+    for op in r.graph.ops:
+        read = [v for v in op.inputs if id(v) in derived]
+        if not read:
+            continue
+        first = op.inputs[0]
+        if op.func == "conv2d" and id(op.map_input) in derived or op.func == "linear" and id(first) in derived \
+                and first.is_map and first.dims[-1] not in SPATIAL:
+            found.append(op)
+        elif _element_wise(op, value) and all(id(v) in derived for v in op.inputs if not v.constant) or \
+                op.func == "pad" and id(op.map_input) in derived:  # Conv2d(padding_mode="reflect") pads first
+            derived.update(id(v) for v in op.outputs)
+        else:
+            stops.append(op)
+    return found, stops
+
+
+def _element_wise(op: Op, value: Value) -> bool:
+    """The op computes each position of `value`'s map from that position alone, and a map of its size comes out."""
+    out = op.outputs[0] if op.outputs else None
+    return op.steps is None and op.func not in WEIGHTED | RESHAPES and out is not None and out.is_map and \
+        out.grid == value.grid
 
 
 def _window_text(op: Op) -> str:

@@ -4,7 +4,7 @@ without one; the accuracy is "not checked here" when none is given. A notebook's
 what its outputs claim (claimed_accuracy_check, evidence_device_check). format_checks renders the results as a table.
 """
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -89,7 +89,7 @@ def _parameter_check(model: nn.Module, graph: Trace | None) -> Check:
     if unused:
         idle = sum(p.numel() for own in unused.values() for p in own)
         measured += (f"; {parameters - idle:,} in the layers forward runs, {idle:,} in {', '.join(unused)}, "
-                     f"which it never reads")
+                     f"which it never reads{_choice_note(graph)}")
     return Check("parameters", f"< {MAX_PARAMS:,}", measured, _verdict(parameters < MAX_PARAMS))
 
 
@@ -109,6 +109,14 @@ def _unused_parameters(model: nn.Module, read: frozenset) -> dict:
     return unused
 
 
+def _choice_note(graph: Trace) -> str:
+    """Said where forward chose on the data (Trace.choices): the rules read the one branch this input took."""
+    if not graph.choices:
+        return ""
+    return (f" (on this input: forward chooses on the data, {', '.join(graph.choices)}, and the trace saw only the "
+            f"branch it took)")
+
+
 def _traced_checks(model: nn.Module, graph: Trace, input_shape) -> list[Check]:
     reading = Reading(model, graph, input_shape)
     checks = []
@@ -118,6 +126,8 @@ def _traced_checks(model: nn.Module, graph: Trace, input_shape) -> list[Check]:
         except Exception as error:  # a network no rule foresaw: said, not raised
             measured, passed = f"this checker cannot read it: {type(error).__name__}: {error}", False
         checks.append(Check(name, required, measured, _verdict(passed)))
+    architecture = checks[0]  # what the whole graph is: said to be one branch's
+    checks[0] = replace(architecture, measured=architecture.measured + _choice_note(graph))
     return checks
 
 

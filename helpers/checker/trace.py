@@ -26,6 +26,8 @@ from .trace_layout import Call, grid_of, reshape_dims
 from .trace_ops import canonical, carried, read
 
 BATCH = 2  # not 1: x.squeeze() then F.log_softmax(x, dim=1), common in students' networks, needs a batch dim
+# Calls that give Python a value computed from the tensor's data: forward can branch on what they return.
+TO_PYTHON = {"bool", "item", "int", "float", "index", "tolist", "equal", "allclose", "is_nonzero"}
 
 
 def _tensors(obj) -> list:
@@ -58,6 +60,7 @@ class Recorder(TorchFunctionMode):
         self.stack: list[tuple[str, nn.Module, int]] = []
         self.calls = itertools.count()
         self.names = Counter()
+        self.choices: dict[str, None] = {}  # "bool of mean", in the order met (a dict: each once)
         self.input = self._new(image, None, (None,) * (image.dim() - 2) + ("H", "W"), constant=False)
 
     def _new(self, tensor, producer, dims, constant, pooling=None, grid=None) -> Value:
@@ -91,11 +94,21 @@ class Recorder(TorchFunctionMode):
         result = func(*args, **kwargs)
         name = canonical(func)
         results = [args[0]] if name == "setitem" else _tensors(result)
+        if name in TO_PYTHON and not results:
+            self._note_choice(name, args, kwargs)
         if results:
             self._record(name, args, kwargs, results)
             if self.stop_after is not None and len(self.ops) - 1 >= self.stop_after:
                 raise _Stop
         return result
+
+    def _note_choice(self, name: str, args, kwargs) -> None:
+        """A value computed from the input, turned into a Python one: what forward does next may depend on it."""
+        for tensor in _tensors((args, kwargs)):
+            value = self.values.get(id(tensor))
+            if value is not None and value.tensor is tensor and not value.constant:
+                source = value.producer.name if value.producer is not None else "the input"
+                self.choices[f"{name} of {source}"] = None
 
     def _name(self, func: str) -> tuple[str, nn.Module | None, int]:
         module_name, module, call = self.stack[-1] if self.stack else ("", None, -1)
@@ -182,4 +195,5 @@ def run_traced(model: nn.Module, image: torch.Tensor, stop_after: int | None = N
     outputs = [recorder.value_of(t) for t in _tensors(output)]
     read = {id(value.tensor) for op in recorder.ops for value in op.inputs if value.constant}
     return Trace(recorder.ops, recorder.input, outputs,
-                 frozenset(name for name, parameter in model.named_parameters() if id(parameter) in read))
+                 frozenset(name for name, parameter in model.named_parameters() if id(parameter) in read),
+                 tuple(recorder.choices))

@@ -56,24 +56,38 @@ def distributed_session(device_name: str | None = None):
         yield device
         return
     timeout = process_group_timeout(os.environ)
+    check_torchrun_variables(os.environ)
     require_backend(device, int(os.environ["WORLD_SIZE"]))
-    if device.type == "cuda":
-        device = torch.device("cuda", gpu_of_process(int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()))
-        torch.cuda.set_device(device)
-        dist.init_process_group("nccl", timeout=timeout, device_id=device)
-    else:
-        dist.init_process_group("gloo", timeout=timeout)
-    try:
+    try:  # joining waits for the others too: a process that never starts is a timeout like one that stalls
+        if device.type == "cuda":
+            device = torch.device("cuda", gpu_of_process(int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()))
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", timeout=timeout, device_id=device)
+        else:
+            dist.init_process_group("gloo", timeout=timeout)
         yield device
     except RuntimeError as error:
         if not re.search(r"timed? ?out", str(error), re.IGNORECASE):
             raise
         raise DistributedTimeoutError(
-            f"process {rank()} of {world_size()} waited over {timeout.total_seconds():g} s for the others in a "
-            f"collective: one of them stalled or died. Stopped rather than wait forever; if a step really takes "
-            f"that long, raise {TIMEOUT_VARIABLE} (seconds).") from error
+            f"process {os.environ['RANK']} of {os.environ['WORLD_SIZE']} waited over {timeout.total_seconds():g} s "
+            f"for the others, to join or in a collective: one of them stalled, died or never started. Stopped rather "
+            f"than wait forever; if a step really takes that long, raise {TIMEOUT_VARIABLE} (seconds).") from error
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def check_torchrun_variables(environ) -> None:
+    """ConfigError, in one line, for torchrun's variables set by hand and wrong: torch would raise a ValueError."""
+    wrong = [f"{name}={environ[name]!r}" for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT")
+             if name in environ and not re.fullmatch(r"[0-9]+", environ[name])]
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not environ.get(name)]
+    if wrong or missing or int(environ["RANK"]) >= int(environ["WORLD_SIZE"]):
+        found = ", ".join(wrong) or (f"no {' and '.join(missing)}" if missing else
+                                     f"RANK {environ['RANK']} of WORLD_SIZE {environ['WORLD_SIZE']}")
+        raise ConfigError(f"WORLD_SIZE, RANK and LOCAL_RANK are set, but not as torchrun sets them ({found}): "
+                          f"launch with torchrun, or unset them to train in one process")
 
 
 def process_group_timeout(environ) -> timedelta:
