@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from unittest import mock
 
-import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import helpers  # noqa: E402, F401  (first: it sets OpenMP's wait, which torch reads as it loads)
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from helpers import muon  # noqa: E402
 from helpers.data import CIFAR10  # noqa: E402

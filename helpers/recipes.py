@@ -117,7 +117,7 @@ PRESETS = {
 DEFAULT_PRESET = "fast"
 # The recipe for a network the engine has never seen (--net, train_network): screened on the networks of
 # tests/own_nets.py, written as students write them (benchmarks/RESULTS.md, "Any network").
-NET_RECIPE = Recipe(epochs=4, batch_size=256, lr=0.2, warmup=0.2, alternate_flip=True, muon_lr=0.06)
+NET_RECIPE = Recipe(epochs=2, batch_size=256, lr=0.2, warmup=0.2, alternate_flip=True, muon_lr=0.06)
 
 QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES = 2048, 1000
 
