@@ -9,8 +9,8 @@ and the name of its TTA come from helpers (helpers.checkpoints); the test images
 official files after checking their MD5, and the accuracy (with the checkpoint's TTA, and plain) is computed here
 in a few lines of torch, on this machine's CPU, on the test images the checkpoint says its figure counts
 (`test_images`: the first 1,000 for a --quick model; all 10,000 for a file that does not say). A record measured
-on this very processor (its "processor", and no GPU as its "device"; or a record that names none) must be matched exactly; one measured elsewhere, a GPU or another
-CPU, within TOLERANCE_IMAGES test images: near-tied logits may round the other way there (cuDNN picks Winograd or
+on this very processor (its "processor", and no GPU as its "device"; or a record that names none) must be matched
+exactly; one measured elsewhere, a GPU or another CPU, within TOLERANCE_IMAGES test images: near-tied logits may round the other way there (cuDNN picks Winograd or
 FFT algorithms; another CPU has other kernels). Exit status 1 when a checkpoint differs or is missing from the
 report, 2 for unusable input.
 """

@@ -12,11 +12,10 @@ import matplotlib
 
 from torch import nn
 
-from .checker.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table  # noqa: F401
-from .checker.spec import check_s7, format_checks  # noqa: F401
+from .checker.receptive_field import empirical_rf, final_rf, format_rf_table, rf_table
+from .checker.spec import check_s7, format_checks
 
-# What the notebook's cells call, besides the functions below:
-from .checkpoints import (  # noqa: F401
+from .checkpoints import (
     WEIGHTS,
     CheckpointError,
     load_checkpoint,
@@ -25,13 +24,13 @@ from .checkpoints import (  # noqa: F401
     save_checkpoint,
     weights_path,
 )
-from .data import default_data_root, load_cifar10  # noqa: F401
+from .data import default_data_root, load_cifar10
 from .evaluation import accuracy, predict
-from .lecture.describe import airnet_ideas, block_table, markdown_table, network_source  # noqa: F401
-from .lecture.erf import erf_table, image_mosaic, noise_images  # noqa: F401
-from .lecture.erf_figures import erf_figure, gridding_figure  # noqa: F401
-from .lecture.gradcam import evidence_summary, gradcam_mistakes_figure, mistake_maps  # noqa: F401
-from .lecture.lecture_points import (  # noqa: F401
+from .lecture.describe import airnet_ideas, block_table, markdown_table, network_source
+from .lecture.erf import erf_table, image_mosaic, noise_images
+from .lecture.erf_figures import erf_figure, gridding_figure
+from .lecture.gradcam import evidence_summary, gradcam_mistakes_figure, mistake_maps
+from .lecture.lecture_points import (
     dilation_figure,
     overlap_figure,
     pointwise_demo,
@@ -40,8 +39,8 @@ from .lecture.lecture_points import (  # noqa: F401
     transposed_size_table,
     worked_example_text,
 )
-from .lecture.plots import confusion_figure, misclassified_gallery, sample_grid, training_curves  # noqa: F401
-from .lecture.readings import (  # noqa: F401
+from .lecture.plots import confusion_figure, misclassified_gallery, sample_grid, training_curves
+from .lecture.readings import (
     confusion_reading,
     cost_reading,
     curve_reading,
@@ -51,9 +50,9 @@ from .lecture.readings import (  # noqa: F401
     rules_reading,
     size_steps,
 )
-from .lecture.records import NO_TTA, benchmark_runs, duration_text, here_note, seed_range, time_rows  # noqa: F401
-from .lecture.timing import CellClock, evaluation_rows, time_reading  # noqa: F401
-from .lecture.zoo import (  # noqa: F401
+from .lecture.records import NO_TTA, benchmark_runs, duration_text, here_note, seed_range, time_rows
+from .lecture.timing import CellClock, evaluation_rows, time_reading
+from .lecture.zoo import (
     checkerboard_figure,
     conv_table,
     format_table,
@@ -62,13 +61,13 @@ from .lecture.zoo import (  # noqa: F401
     upsampler_reading,
     upsampler_table,
 )
-from .loop import seed_everything, train  # noqa: F401
+from .loop import seed_everything, train
 from .models import (
     build_model,
     count_parameters,
-    parameter_split,  # noqa: F401
+    parameter_split,
 )
-from .recipes import (  # noqa: F401
+from .recipes import (
     PRESETS,
     Recipe,
     epochs_text,
@@ -78,8 +77,25 @@ from .recipes import (  # noqa: F401
     resolve,
     training_steps,
 )
-from .runtime.device import describe_device, pick_device, processor_name  # noqa: F401
+from .runtime.device import describe_device, pick_device, processor_name
 from .start import start_run
+from .user_network import train_network
+
+# What the notebook's cells import from here: its own functions and the library's, gathered in one place.
+__all__ = ["CellClock", "PRESETS", "STORY", "airnet_ideas", "benchmark_runs", "block_table", "build_model",
+           "check_s7", "checkerboard_figure", "comparison_table", "confusion_figure", "confusion_reading",
+           "conv_table", "cost_reading", "count_parameters", "curve_reading", "default_data_root",
+           "describe_device", "dilation_figure", "duration_text", "empirical_rf", "erf_figure", "erf_reading",
+           "erf_table", "evaluation_rows", "evidence_summary", "final_rf", "format_checks", "format_rf_table",
+           "format_table", "gradcam_mistakes_figure", "gradcam_reading", "gridding_figure", "here_note",
+           "how_it_ran", "image_mosaic", "load_cifar10", "markdown_table", "misclassified_gallery", "mistake_maps",
+           "model_filename", "network_source", "noise_images", "obtain", "overlap_figure", "parameter_split",
+           "pick_device", "plan", "pointwise_demo", "pointwise_text", "processor_name", "quick_data",
+           "quick_mode_requested", "require_committed", "resolve", "rf_growth", "rf_growth_figure", "rf_reading",
+           "rf_table", "rules_reading", "run_changes", "run_prose", "sample_grid", "save_checkpoint",
+           "seed_everything", "seed_range", "separable_costs", "show_jpeg", "show_png", "size_steps",
+           "time_reading", "time_rows", "train_network", "training_curves", "training_seconds",
+           "transposed_size_table", "upsampler_reading", "upsampler_table", "worked_example_text"]
 
 STORY = ("tutorial", "s7net", "fast", "full")  # the given network, the answer, and S7AirNet fast and full
 
