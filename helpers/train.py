@@ -32,7 +32,6 @@ from .loop import NonFiniteLossError, train
 from .models import ARCHITECTURES, build_model
 from .recipes import (
     DEFAULT_PRESET,
-    NET_RECIPE,
     PRECISIONS,
     PRESETS,
     Preset,
@@ -52,7 +51,7 @@ from .runtime.distributed import (
     world_size,
 )
 from .start import start_run
-from .user_network import NORMALIZE_HELP, user_network
+from .user_network import NORMALIZE_HELP, net_recipe, user_network
 
 USER_ERRORS = (DatasetError, ConfigError, CheckpointError, NonFiniteLossError, DistributedTimeoutError,
                DistributedSetupError)
@@ -146,7 +145,7 @@ def add_run_options(parser: argparse.ArgumentParser, several_seeds: bool = False
 
 def resolve_options(args) -> tuple[str, Preset, dict]:
     """(the recipe's preset name, the preset as it will run, model kwargs) from the shared options. With --net the
-    network is the user's, loaded and checked here, before anything is written or trained: its recipe is NET_RECIPE
+    network is the user's, loaded and checked here, before anything is written or trained: its recipe is net_recipe's
     unless --preset names one (a preset's recipe, not its network)."""
     if args.normalize and not args.net:
         raise ConfigError("--normalize says how a --net network expects its inputs; the presets' networks "
@@ -155,10 +154,10 @@ def resolve_options(args) -> tuple[str, Preset, dict]:
         raise ConfigError("--widths sets the channels of a preset's network; a --net network is built as its file "
                           "says")
     name = args.preset or ("net" if args.net else DEFAULT_PRESET)
-    base = PRESETS[args.preset or DEFAULT_PRESET] if name != "net" else Preset("UserNetwork", NET_RECIPE)
+    base = PRESETS[name] if name != "net" else None
     if args.net:
-        base = replace(base, architecture="UserNetwork",
-                       model_kwargs=user_network(args.net, args.normalize or "cifar").model_kwargs)
+        network = user_network(args.net, args.normalize or "cifar")
+        base = Preset("UserNetwork", base.recipe if base else net_recipe(network.net), network.model_kwargs)
     preset = resolve(base, quick=bool(args.quick), epochs=args.epochs, batch_size=args.batch_size,
                      precision=args.precision, compile=args.compile,
                      sync_batchnorm=getattr(args, "sync_batchnorm", None))

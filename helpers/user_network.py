@@ -10,7 +10,7 @@ unchanged.
 """
 import hashlib
 from argparse import ArgumentTypeError
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 from .checker.spec import check_s7
 from .errors import ConfigError, first_line
 from .evaluation import evaluate
-from .loop import train
+from .loop import seed_everything, train
 from .models import CIFAR10_MEAN, CIFAR10_STD, Network, Normalize, count_parameters, register
 from .recipes import NET_RECIPE, PRESETS, Preset, Recipe, resolve
 from .runtime.device import pick_device
@@ -112,6 +112,18 @@ def user_network(target: str, normalize: str = "cifar") -> UserNetwork:
     return wrapped
 
 
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)  # BatchNorm, SyncBatchNorm, InstanceNorm
+
+
+def net_recipe(network: nn.Module) -> Recipe:
+    """NET_RECIPE for this network: twice its epochs for one without a norm layer. Muon scales every filter bank
+    back to a fixed norm before its step, which changes nothing where a norm layer follows it; without one, it changes
+    the scale of what each layer computes, and such a network learns slower (benchmarks/RESULTS.md, "Any network")."""
+    if any(isinstance(module, NORM_LAYERS) for module in network.modules()):
+        return NET_RECIPE
+    return replace(NET_RECIPE, epochs=2 * NET_RECIPE.epochs)
+
+
 PROBE_BATCH = 2
 
 
@@ -156,21 +168,18 @@ def train_network(network, data, *, normalize: str = "cifar", preset: str | None
     """Train anyone's network with the engine, as `helpers.train --net` does, in memory: for a notebook's network.
 
     network: an nn.Module, or a class or function that builds one (then built after seeding, so that the seed
-    decides its initial weights too). Its recipe is NET_RECIPE unless `preset` names one, shrunk by quick mode,
+    decides its initial weights too). Its recipe is net_recipe's unless `preset` names one, shrunk by quick mode,
     then `overrides` (Recipe fields) win. The checks' device row reads the device the run used.
     """
-    run = resolve(PRESETS[preset] if preset else Preset("UserNetwork", NET_RECIPE), quick=quick, **overrides)
     stats = normalization(normalize)
     device = device or pick_device()
-
-    def build() -> UserNetwork:
-        built = network if isinstance(network, nn.Module) else network()
-        mean, std = stats or (None, None)
-        wrapped = UserNetwork(mean=mean, std=std, network=built)
-        require_trainable_network(wrapped)
-        return wrapped
-
-    recipe, generator, model, _ = start_run(run.recipe, device, seed, build)
+    seed_everything(seed)  # first: a class or factory builds the network from the seed, as start_run would
+    built = network if isinstance(network, nn.Module) else network()
+    mean, std = stats or (None, None)
+    wrapped = UserNetwork(mean=mean, std=std, network=built)
+    require_trainable_network(wrapped)
+    run = resolve(PRESETS[preset] if preset else Preset("UserNetwork", net_recipe(built)), quick=quick, **overrides)
+    recipe, generator, model, _ = start_run(run.recipe, device, seed, lambda: wrapped)
     print(model.describe())
     history = train(model, data, recipe, generator, device)
     test_acc = evaluate(model, data.test_images, data.test_labels)

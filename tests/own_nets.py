@@ -37,11 +37,11 @@ class DropoutNet(nn.Module):
         self.convblock5 = nn.Conv2d(128, 10, 1, bias=False)
 
     def forward(self, x):
-        x = self.pool1(self.convblock1(x))
-        x = self.pool2(self.convblock2(x))
-        x = self.pool3(self.convblock3(x))
+        for block, pool in zip((self.convblock1, self.convblock2, self.convblock3), (self.pool1, self.pool2,
+                                                                                    self.pool3)):
+            x = pool(block(x))
         x = self.convblock5(self.gap(self.convblock4(x)))
-        return F.log_softmax(x.view(-1, 10), dim=-1)
+        return F.log_softmax(x.flatten(1), dim=-1)
 
 
 class NoNormNet(nn.Module):
