@@ -265,7 +265,8 @@ def test_sync_batchnorm_on_cpus_is_a_clear_error():
 
 def test_several_processes_on_mps_are_refused_in_one_line_before_any_process_group(monkeypatch):
     """torch registers gloo for CPU and CUDA tensors only: DDP's broadcast of an MPS model would crash."""
-    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1"),
+                        ("MASTER_PORT", "29500")):
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(distributed.dist, "init_process_group", lambda *a, **k: pytest.fail("made a process group"))
     with pytest.raises(distributed.DistributedSetupError) as refused:
