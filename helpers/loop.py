@@ -148,9 +148,9 @@ def format_epoch(entry: dict) -> str:
     rates are the highest each parameter group had in it (they fall to zero by the last step)."""
     test = "-" if entry["test_acc"] is None else f"{entry['test_acc']:.2f}%"
     part = f" ({entry['fraction']:.2g} of one)" if entry["fraction"] < 1 else ""
-    rates = ", ".join(f"{group} {lr:.3g}" for group, lr in entry["max_lr"].items())
+    rates = ", ".join(f"{group} {lr:.2g}" for group, lr in entry["max_lr"].items())
     return (f"epoch {entry['epoch']:2d}{part}  loss {entry['loss']:.3f}  train {entry['train_acc']:.2f}%  "
-            f"test (plain) {test}  lr up to {rates}  {entry['seconds']:.1f} s")
+            f"test (plain) {test}  max lr {rates}  {entry['seconds']:.1f} s")
 
 
 def resumable_state(optimizers, scaler, generator, recipe: Recipe, history, step: int, train_images: int,

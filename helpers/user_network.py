@@ -9,6 +9,7 @@ the entry's name and the file's sha256 beside the weights, never as pickled code
 unchanged.
 """
 import hashlib
+import textwrap
 from argparse import ArgumentTypeError
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -74,7 +75,7 @@ class UserNetwork(Network):
         inputs = ("the [0, 1] images as they are" if isinstance(self.normalize, nn.Identity) else
                   "[0, 1] images normalised first with mean (" + ", ".join(f"{v:g}" for v in self.normalize.stats[0])
                   + ") and std (" + ", ".join(f"{v:g}" for v in self.normalize.stats[1]) + ")")
-        return f"network: {origin}, {count_parameters(self):,} parameters; it is given {inputs}"
+        return f"network: {origin}, {count_parameters(self):,} parameters\nit is given {inputs}"
 
 
 def load_source(source: str | None, entry: str | None, sha256: str | None) -> nn.Module:
@@ -96,16 +97,14 @@ def load_source(source: str | None, entry: str | None, sha256: str | None) -> nn
 
 
 def user_network(target: str, normalize: str = "cifar") -> UserNetwork:
-    """The network that `file.py[:Name]` names (submissions.load_entry, the checker's loader), wrapped, its file's
-    path, entry and sha256 recorded; ConfigError in one line when it cannot be loaded or trained."""
+    """The network that `file.py[:Name]` or `notebook.ipynb[:Name]` names (submissions.load_entry, the checker's
+    loader: a notebook's network is built with the notebook's own arguments), wrapped, its file's path, entry and
+    sha256 recorded; ConfigError in one line when it cannot be loaded or trained."""
     stats = normalization(normalize)
     try:
         loaded = load_entry(target)
     except LoadError as error:
         raise ConfigError(str(error)) from None
-    if loaded.file.suffix != ".py":
-        raise ConfigError(f"--net takes a .py file, not {loaded.file.name}: a checkpoint must be able to build the "
-                          f"network again from a file that holds only its code")
     wrapped = UserNetwork(str(loaded.file.resolve()), loaded.name, file_sha256(loaded.file), *(stats or (None, None)),
                           network=loaded.model)
     require_trainable_network(wrapped)
@@ -181,6 +180,7 @@ def train_network(network, data, *, normalize: str = "cifar", preset: str | None
     run = resolve(PRESETS[preset] if preset else Preset("UserNetwork", net_recipe(built)), quick=quick, **overrides)
     recipe, generator, model, _ = start_run(run.recipe, device, seed, lambda: wrapped)
     print(model.describe())
+    print(textwrap.fill(str(recipe), width=116, subsequent_indent="  "))
     history = train(model, data, recipe, generator, device)
     test_acc = evaluate(model, data.test_images, data.test_labels)
     checks = check_s7(model, test_acc, device=device, test_images=len(data.test_images))

@@ -61,7 +61,7 @@ def test_the_epoch_line_gives_the_part_of_an_epoch_and_each_groups_highest_lr():
     entry = {"epoch": 2, "fraction": 0.2, "loss": 1.0, "train_acc": 50.0, "test_acc": 81.234, "seconds": 3.0,
              "max_lr": {"weights": 0.064, "muon": 0.048}}
     assert format_epoch(entry) == ("epoch  2 (0.2 of one)  loss 1.000  train 50.00%  test (plain) 81.23%  "
-                                   "lr up to weights 0.064, muon 0.048  3.0 s")
+                                   "max lr weights 0.064, muon 0.048  3.0 s")
     assert "of one" not in format_epoch({**entry, "fraction": 1.0})
 
 @pytest.fixture(scope="module")

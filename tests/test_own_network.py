@@ -131,8 +131,9 @@ BAD_NETWORKS = {
 def test_a_network_that_cannot_train_is_one_line_and_nothing_is_written(case, small, tmp_path, capsys):
     body, expected = BAD_NETWORKS[case]
     path = tmp_path / "bad.py"
-    path.write_text("import torch.nn as nn\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-                    "        self.conv = nn.Conv2d(3, 8, 3)\n        self.fc = nn.Linear(8, 10)\n\n"
+    path.write_text("import torch.nn as nn\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+                    "        super().__init__()\n        self.conv = nn.Conv2d(3, 8, 3)\n"
+                    "        self.fc = nn.Linear(8, 10)\n\n"
                     f"    def forward(self, x):\n        x = self.conv(x)\n        {body}\n")
     out = tmp_path / "out"
     assert expected in exits_with(["--net", str(path), *FAST, "--out", str(out)], capsys)
@@ -197,3 +198,14 @@ def test_a_network_without_a_norm_layer_trains_twice_as_long():
     assert net_recipe(DropoutNet()) == NET_RECIPE
     assert net_recipe(NoNormNet()).epochs == 2 * NET_RECIPE.epochs
     assert net_recipe(nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(2, 8))) == NET_RECIPE
+
+
+def test_a_notebooks_network_is_wrapped_with_its_own_arguments_and_rebuilt_from_the_notebook(tmp_path):
+    from helpers.models import build_model
+    from tests.grading_notebooks import NET, cell, write_notebook
+    training = "cfg = 16\nmodel = Net(width=cfg)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.01)"
+    notebook = write_notebook(tmp_path / "s7.ipynb", cell(NET), cell(training))
+    wrapped = user_network(str(notebook))
+    assert wrapped.model_kwargs["entry"] == "Net" and wrapped.net.c1.out_channels == 16
+    rebuilt = build_model("UserNetwork", **wrapped.model_kwargs)
+    assert rebuilt.net.c1.out_channels == 16 and rebuilt.model_kwargs == wrapped.model_kwargs
