@@ -64,7 +64,9 @@ def test_a_run_that_fails_loading_the_data_leaves_no_report_to_block_the_retry(t
 
 
 def test_ctrl_c_in_the_benchmark_is_one_line_and_status_130(tmp_path):
-    script = ("import os, signal, sys, time\nsys.path.insert(0, 'benchmarks')\nimport time_to_accuracy\n"
+    # Python leaves SIGINT ignored when its parent ignored it (a background job): the child sets Ctrl-C's handler.
+    script = ("import os, signal, sys, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+              "sys.path.insert(0, 'benchmarks')\nimport time_to_accuracy\n"
               "def measure(args):\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(30)\n"
               f"time_to_accuracy.measure = measure\ntime_to_accuracy.main(['--quick', '--out', {str(tmp_path)!r}])")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
