@@ -114,6 +114,7 @@ def test_checkpoints_name_their_architecture(tmp_path, real_data):
     assert type(loaded) is S7AirNet and torch.equal(predict(loaded, images), predict(model, images))
 
 
+@pytest.mark.slow  # several seconds: the quick tier keeps to about two minutes
 def test_command_line_full_preset_trains_and_saves_s7airnet(tmp_path, real_data_root, capsys):
     test_acc = main(["--preset", "full", "--quick", "--data", str(real_data_root), "--out", str(tmp_path)])
     assert "S7AirNet: 928,824 parameters" in capsys.readouterr().out

@@ -37,6 +37,7 @@ def test_one_notebook_prints_the_rules_the_claim_and_the_device(tmp_path, capsys
     assert "8 passed, 0 failed" in out and out.rstrip().endswith("measured by gradients: 62 px")
 
 
+@pytest.mark.slow  # several seconds: the quick tier keeps to about two minutes
 def test_a_folder_run_writes_the_csv_and_bad_submissions_do_not_stop_it(tmp_path, capsys):
     folder = tmp_path / "submissions"
     colab_notebook(folder / "alice" / "S7.ipynb")

@@ -155,6 +155,7 @@ ENTRY_POINTS = [("module", "helpers.train"), ("module", "helpers.predict"), ("mo
                   if p.name not in ("threads.py", "index_results.py"))]  # threads.py sets each wait it compares
 
 
+@pytest.mark.slow  # several seconds: the quick tier keeps to about two minutes
 @pytest.mark.parametrize("kind, target", ENTRY_POINTS, ids=lambda value: str(value))
 def test_every_entry_point_loads_torch_with_the_same_openmp_wait(kind, target):
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
