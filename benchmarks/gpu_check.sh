@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks for a machine with a GPU, in one go: what it installs, the GPU as nvidia-smi and torch see it, the test
-# suite, the kernels each preset's step launches (counted on the CPU), both presets' time to accuracy (seed 0; fast also compiled), their checkpoints verified, and the notebook's
-# full run. Every step's output goes to a log in one folder, beside the benchmark JSON and the executed notebook.
+# suite, the kernels each preset's step launches (counted on the CPU), the S7AirNet presets' time to accuracy (seed
+# 0; fast also compiled; fast-gpu, made for a GPU's launches), their checkpoints verified, and the notebook's full
+# run. Every step's output goes to a log in one folder, beside the benchmark JSON and the executed notebook.
 # A step that fails is named at the end, and the steps after it still run: one failed test must not cost a short
 # GPU session its benchmarks.
 #
@@ -74,6 +75,7 @@ step tests python3 -m pytest -q --nbval-lax -p no:cacheprovider
 step launches python3 benchmarks/launches.py
 benchmark fast --preset fast
 benchmark fast-compiled --preset fast --compile
+benchmark fast-gpu --preset fast-gpu
 benchmark full --preset full
 step notebook env S7_QUICK=0 jupyter nbconvert --to notebook --execute S7_Assignment.ipynb \
     --ExecutePreprocessor.timeout=-1 --output "$OUT/S7_Assignment_gpu.ipynb"

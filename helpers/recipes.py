@@ -104,6 +104,10 @@ PRESETS = {
                    {"widths": [24, 128, 256, 256]}),
     # full: the whole S7AirNet, the accuracy recipe.
     "full": Preset("S7AirNet", replace(AIRBENCH, epochs=12, batch_size=250, lr=0.3175, muon_lr=0.06)),
+    # fast-gpu: for a GPU, where a step waits on its kernel launches, not on its arithmetic: the whole S7AirNet (its
+    # Muon banks take fewer launches than fast's) at batch 512, a quarter of fast's launches an epoch
+    # (benchmarks/launches.py); its accuracy is measured on the CPU.
+    "fast-gpu": Preset("S7AirNet", replace(AIRBENCH, epochs=1.2, batch_size=512, lr=0.64, muon_lr=0.12)),
     # s7net: the plain fix of the tutorial network, no airbench tricks (Nesterov SGD at batch 512), 5 epochs: with 4
     # its plain accuracy came within a point of 80%.
     "s7net": Preset("S7Net", replace(Recipe(), epochs=5)),

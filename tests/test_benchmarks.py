@@ -199,7 +199,7 @@ def test_the_gpu_check_shows_every_step_it_would_run_and_runs_none(tmp_path):
     assert result.returncode == 0, result.stderr
     steps = [line.split(":")[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")]
     for step in ("install", "nvidia-smi", "torch-gpu", "tests", "launches", "fast", "fast-verify", "fast-compiled",
-                 "full", "full-verify", "notebook"):
+                 "fast-gpu", "fast-gpu-verify", "full", "full-verify", "notebook"):
         assert step in steps, step
     assert "--preset full --seed 0" in result.stdout and "S7_QUICK=0" in result.stdout
     assert f"--out {tmp_path / 'out' / 'full'}\n" in result.stdout  # an absolute --out as given, not under the repo

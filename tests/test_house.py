@@ -44,7 +44,7 @@ def test_the_readme_layout_names_every_module_and_script():
 
 def test_every_preset_row_of_the_readme_quotes_its_record():
     rows = readme_rows()
-    assert {re.match(r"`(\w+)`", row[0]).group(1) for row in rows} >= {"tutorial", "s7net", "fast", "full"}
+    assert {re.match(r"`([\w-]+)`", row[0]).group(1) for row in rows} >= set(PRESETS)
     for row in rows:
         record = ROOT / re.search(r"`(benchmarks/results/current/[\w./-]+\.jsonl)`", row[-1]).group(1)
         lines = list(map(json.loads, record.read_text().splitlines()))

@@ -35,3 +35,10 @@ def test_a_presets_kernels_per_epoch_are_its_steps_times_its_kernels_per_step_an
     tutorial = launches("tutorial", steps=1)  # batch 4: 12,500 steps an epoch, plain SGD
     assert tutorial.muon_calls == tutorial.muon_kernels == 0 and tutorial.kernels == tutorial.calls > 20
     assert 12_500 * tutorial.kernels < tutorial.per_epoch < 12_500 * tutorial.kernels + 100
+
+
+def test_the_gpu_preset_launches_a_quarter_of_the_fast_presets_kernels_an_epoch_muon_at_most_80_a_step():
+    """fast-gpu exists for a GPU's launch-bound step (issue 48): at batch 512, with the whole S7AirNet's banks."""
+    fast, gpu = launches("fast", steps=1), launches("fast-gpu", steps=1)
+    assert 4 * gpu.per_epoch <= fast.per_epoch
+    assert gpu.muon_kernels == gpu.muon_calls <= 80
