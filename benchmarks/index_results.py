@@ -44,7 +44,9 @@ def distinct(runs: list[dict], key: str) -> str:
 
 
 def mean_text(runs: list[dict], key: str) -> str:
-    values = [r[key] for r in runs if key in r]
+    """The mean of the runs' figures under `key`; a list there (student_recipe.py's accuracy after each epoch) is
+    not one figure, and counts for none."""
+    values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
     return f"{statistics.mean(values):.2f}%" if values else ""
 
 
