@@ -5,7 +5,8 @@ cross-entropy; the plain test accuracy after every epoch, until it reaches 80% o
     python benchmarks/student_recipe.py --net tests/own_nets.py:DropoutNet --max-seconds 1500 [--precision P]
 
 One JSON line: the epochs and training seconds to 80% (null when the budget ran out first), every epoch's
-accuracy and seconds, the precision (the engine's rule, so that both run in the same arithmetic) and the processor.
+accuracy and seconds, the precision (the engine's rule, so that both run in the same arithmetic), the processor,
+and the code that ran (commit, and whether the tree had changes).
 """
 import argparse
 import json
@@ -29,6 +30,7 @@ from helpers.runtime.device import processor_name  # noqa: E402
 from helpers.runtime.precision import Precision, decide_precision  # noqa: E402
 from helpers.loop import seed_everything  # noqa: E402
 from helpers.user_network import UserNetwork, user_network  # noqa: E402
+from time_to_accuracy import code_version  # noqa: E402
 
 TARGET = 80.0
 
@@ -81,6 +83,7 @@ def main(argv=None):
     parser.add_argument("--data", help="data root (default $CIFAR10_ROOT or ./data)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    version = code_version()  # before training: the tree may change while it runs
     device = torch.device("cpu")
     recipe, rule = decide_precision(Recipe(batch_size=64, precision=args.precision), device)
     seed_everything(args.seed)
@@ -90,7 +93,8 @@ def main(argv=None):
                                   args.workers)
     print(json.dumps({"net": args.net, "recipe": "student: SGD 0.01 momentum 0.9, batch 64, RandomRotation(10), flip",
                       "precision": recipe.precision, "precision_rule": rule, "processor": processor_name(device),
-                      "seed": args.seed, "max_seconds": args.max_seconds, **result}), flush=True)
+                      "seed": args.seed, "max_seconds": args.max_seconds, "torch": torch.__version__, **version,
+                      **result}), flush=True)
 
 
 if __name__ == "__main__":

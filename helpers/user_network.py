@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .checker.spec import check_s7
+from .dropout import bulk_dropout_while_training
 from .errors import ConfigError, first_line
 from .evaluation import evaluate
 from .loop import seed_everything, train
@@ -66,7 +67,8 @@ class UserNetwork(Network):
         self.net = network if network is not None else load_source(source, entry, sha256)
 
     def forward(self, x):
-        return self.net(self.normalize(x))
+        with bulk_dropout_while_training(self):  # torch's own CPU dropout draws each mask one element at a time
+            return self.net(self.normalize(x))
 
     def describe(self) -> str:
         """The wrapper in one line, for a run's first lines."""
