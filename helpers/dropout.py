@@ -35,10 +35,9 @@ def cpu_dropout(x: torch.Tensor, p: float, inplace: bool = False) -> torch.Tenso
     words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None)
     bits = words.view(torch.int16)[:x.numel()].view([x.shape[d] for d in order])
     keep = bits.permute([order.index(d) for d in range(x.dim())]) >= drop - LEVELS // 2  # int16 runs -2^15..2^15-1
-    scale = LEVELS / (LEVELS - drop)
-    if inplace:
-        return x.mul_(keep).mul_(scale)
-    return torch.where(keep, x * scale, 0)
+    # the mask holds 0 or the scale in x's dtype, as torch's own does: one multiply forward, one backward
+    mask = torch.where(keep, torch.tensor(LEVELS / (LEVELS - drop), dtype=x.dtype), torch.tensor(0, dtype=x.dtype))
+    return x.mul_(mask) if inplace else x * mask
 
 
 class FastDropout(TorchFunctionMode):
