@@ -4,9 +4,9 @@
 A student's network is a plain nn.Module written for normalised inputs (transforms.Normalize) that often ends in
 log_softmax. UserNetwork makes it a helpers.models.Network: the engine's [0, 1] images are normalised first (by
 default with CIFAR-10's mean and std; `none` for a network that normalises itself), and its outputs are taken as
-they come, logits or log-probabilities alike (see UserNetwork). A network from a file is saved as the file's path,
-the entry's name and the file's sha256 beside the weights, never as pickled code, and loads again while the file is
-unchanged.
+they come, logits or log-probabilities alike (see UserNetwork); on a CPU its dropout draws its masks in bulk
+(helpers.dropout). A network from a file is saved as the file's path, the entry's name and the file's sha256 beside
+the weights, never as pickled code, and loads again while the file is unchanged.
 """
 import hashlib
 import textwrap
