@@ -30,7 +30,7 @@ from helpers.runtime.device import processor_name  # noqa: E402
 from helpers.runtime.precision import Precision, decide_precision  # noqa: E402
 from helpers.loop import seed_everything  # noqa: E402
 from helpers.user_network import UserNetwork, user_network  # noqa: E402
-from time_to_accuracy import code_version  # noqa: E402
+from benchmarks.time_to_accuracy import code_version  # noqa: E402
 
 TARGET = 80.0
 

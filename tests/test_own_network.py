@@ -26,12 +26,14 @@ import torch.nn.functional as F
 
 
 class Net(nn.Module):
-    """Written for transforms.Normalize inputs, ending in log_softmax, as students write it."""
+    """Written for transforms.Normalize inputs, with dropout as a module and as a call, ending in log_softmax, as
+    students write it."""
 
     def __init__(self):
         super().__init__()
         self.c1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(8))
-        self.c2 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=2, dilation=2), nn.ReLU(), nn.BatchNorm2d(8))
+        self.c2 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=2, dilation=2), nn.ReLU(), nn.BatchNorm2d(8),
+                                nn.Dropout(0.1))
         self.c3 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 16, 1), nn.ReLU())
         self.c4 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(16))
         self.out = nn.Conv2d(16, 10, 1)
@@ -40,7 +42,7 @@ class Net(nn.Module):
         x = F.max_pool2d(self.c1(x), 2)
         x = F.max_pool2d(self.c2(x), 2)
         x = F.max_pool2d(self.c3(x), 2)
-        x = self.out(F.adaptive_avg_pool2d(self.c4(x), 1))
+        x = self.out(F.adaptive_avg_pool2d(F.dropout(self.c4(x), 0.05, self.training), 1))
         return F.log_softmax(x.view(-1, 10), dim=1)
 '''
 
@@ -88,6 +90,8 @@ def test_cross_entropy_of_log_probabilities_is_nll_and_the_logits_loss():
 
 def test_a_plain_module_trains_prints_the_eight_rows_and_its_checkpoint_resumes_and_predicts(student, small,
                                                                                                tmp_path, capsys):
+    """Resumed, it ends bit-identical to the run never interrupted: its dropout masks (helpers.dropout) come from the
+    generator whose state the checkpoint keeps."""
     out = tmp_path / "run"
     main(["--net", str(student), *FAST, "--epochs", "2", "--stop-after-epoch", "1", "--out", str(out)])
     main(["--resume", str(out / "last.pt")])
