@@ -25,7 +25,7 @@ LEVELS = 1 << 16  # a 16-bit word per element: p is kept to within 1/65,536
 def cpu_dropout(x: torch.Tensor, p: float, inplace: bool = False) -> torch.Tensor:
     """x with each element zeroed with probability p (to the nearest 1/65,536) and the rest scaled to keep the mean.
 
-    The words are drawn in x's memory order (NCHW or channels-last alike), so the mask costs one pass over memory."""
+    The words are laid out in x's memory order (NCHW or channels-last alike), so every pass reads them in step."""
     drop = round(p * LEVELS)
     if drop == 0:
         return x
@@ -40,21 +40,21 @@ def cpu_dropout(x: torch.Tensor, p: float, inplace: bool = False) -> torch.Tenso
     return x.mul_(mask) if inplace else x * mask
 
 
+# The dropout calls taken, with the names of their positional arguments.
+SIGNATURES = {F.dropout: ("input", "p", "training", "inplace"), torch.dropout: ("input", "p", "train")}
+
+
 class FastDropout(TorchFunctionMode):
     """F.dropout and torch.dropout on CPU tensors in training go through cpu_dropout; everything else as it was."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.dropout:
-            call = dict(zip(("input", "p", "training", "inplace"), args), **kwargs)
+        if func in SIGNATURES:
+            call = dict(zip(SIGNATURES[func], args), **kwargs)
             x, p = call["input"], call.get("p", 0.5)
-            if call.get("training", True) and x.device.type == "cpu" and isinstance(p, (int, float)) and 0 <= p <= 1:
+            training = call.get("training", call.get("train", True))
+            if training and x.device.type == "cpu" and isinstance(p, (int, float)) and 0 <= p <= 1:  # else torch's
                 return cpu_dropout(x, p, call.get("inplace", False))
-        elif func is torch.dropout:
-            call = dict(zip(("input", "p", "train"), args), **kwargs)
-            p = call["p"]
-            if call["train"] and call["input"].device.type == "cpu" and isinstance(p, (int, float)) and 0 <= p <= 1:
-                return cpu_dropout(call["input"], p)
         return func(*args, **kwargs)
 
 
